@@ -1,0 +1,25 @@
+"""layer_sim: layer-by-layer similarity of neural network representations.
+
+The public surface is listed in ``__all__``; everything else lives in submodules.
+"""
+
+from layer_sim.errors import (
+    ConfigError,
+    DataError,
+    DegenerateInputError,
+    InputError,
+    LayerSimError,
+    UnknownNameError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "LayerSimError",
+    "InputError",
+    "DegenerateInputError",
+    "UnknownNameError",
+    "DataError",
+    "ConfigError",
+]

@@ -1,0 +1,3 @@
+from layer_sim.cli import main
+
+main()
