@@ -37,6 +37,10 @@ class Measure:
         Fewest examples the estimator accepts.
     params : mapping
         The keyword parameters bound into the kernels (for display and storage).
+    matrix_fn : callable or None
+        Optional batched kernel: (list of prepared a, list of prepared b) -> (len(a), len(b))
+        tensor, equal to ``score`` applied to every pair but faster (e.g. one concatenated GEMM).
+        ``layer_sim.compare`` uses it when present.
     """
 
     name: str
@@ -45,6 +49,7 @@ class Measure:
     symmetric: bool = True
     min_n: int = 2
     params: Mapping[str, Any] = field(default_factory=dict)
+    matrix_fn: Callable[[list, list], torch.Tensor] | None = field(default=None, repr=False)
 
     def prepare(self, x) -> Any:
         """Validate one representation and do its per-representation work once."""
