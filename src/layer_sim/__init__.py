@@ -11,6 +11,7 @@ from layer_sim.errors import (
     LayerSimError,
     UnknownNameError,
 )
+from layer_sim.models import MLP
 
 __version__ = "0.1.0"
 
@@ -22,4 +23,5 @@ __all__ = [
     "UnknownNameError",
     "DataError",
     "ConfigError",
+    "MLP",
 ]
