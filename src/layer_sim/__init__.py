@@ -11,6 +11,7 @@ from layer_sim.errors import (
     LayerSimError,
     UnknownNameError,
 )
+from layer_sim.extract import Representations, extract
 from layer_sim.models import MLP
 
 __version__ = "0.1.0"
@@ -24,4 +25,6 @@ __all__ = [
     "DataError",
     "ConfigError",
     "MLP",
+    "extract",
+    "Representations",
 ]
