@@ -12,6 +12,7 @@ from layer_sim.errors import (
     UnknownNameError,
 )
 from layer_sim.extract import Representations, extract
+from layer_sim.data import load_mnist
 from layer_sim.models import MLP
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "DataError",
     "ConfigError",
     "MLP",
+    "load_mnist",
     "extract",
     "Representations",
 ]
