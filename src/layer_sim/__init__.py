@@ -11,9 +11,19 @@ from layer_sim.errors import (
     LayerSimError,
     UnknownNameError,
 )
+from layer_sim.compare import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.extract import Representations, extract
 from layer_sim.data import load_mnist
 from layer_sim.models import MLP
+from layer_sim.measures import (
+    StreamingCCA,
+    canonical_correlations,
+    cca,
+    linear_regression,
+    procrustes,
+    pwcca,
+    svcca,
+)
 
 __version__ = "0.1.0"
 
@@ -29,4 +39,15 @@ __all__ = [
     "load_mnist",
     "extract",
     "Representations",
+    "compare",
+    "SimilarityMatrix",
+    "layer_identification",
+    "LayerIdentification",
+    "canonical_correlations",
+    "cca",
+    "svcca",
+    "pwcca",
+    "linear_regression",
+    "procrustes",
+    "StreamingCCA",
 ]

@@ -1,0 +1,89 @@
+"""Figures for similarity matrices and layer identification (matplotlib ``Figure``s, no pyplot/display)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from layer_sim.compare import LayerIdentification, SimilarityMatrix
+
+__all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure"]
+
+# Cells beyond this many rows/columns get no numbers written in them (they would be unreadable).
+_MAX_ANNOTATED = 16
+
+
+def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: str = "magma",
+            vmin=None, vmax=None, colorbar: bool = True, title: str | None = None):
+    """Draw ``matrix`` as a heatmap: rows top to bottom, columns left to right, values written in.
+
+    Returns the Axes; without ``ax`` a new ``Figure`` (reachable as ``ax.figure``) is made.
+    """
+    if ax is None:
+        rows, cols = matrix.values.shape
+        fig = Figure(figsize=(1.2 + 0.55 * max(cols, 4), 0.9 + 0.5 * max(rows, 4)), layout="constrained")
+        ax = fig.add_subplot()
+    v = matrix.values
+    im = ax.imshow(v, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(matrix.cols)), matrix.cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(matrix.rows)), matrix.rows, fontsize=8)
+    ax.set_xlabel(f"{matrix.col_label} layer")
+    ax.set_ylabel(f"{matrix.row_label} layer")
+    ax.set_title(matrix.title if title is None else title, fontsize=9)
+    if annotate and max(v.shape) <= _MAX_ANNOTATED:
+        lo, hi = im.get_clim()
+        mid = (lo + hi) / 2
+        for i in range(v.shape[0]):
+            for j in range(v.shape[1]):
+                # Dark text on light cells, light text on dark cells (magma is dark at the low end).
+                ax.text(j, i, _fmt(v[i, j]), ha="center", va="center", fontsize=6,
+                        color="black" if v[i, j] > mid else "white")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label=matrix.measure)
+    return ax
+
+
+def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] | None = None,
+                ncols: int = 4, suptitle: str | None = None) -> Figure:
+    """All ``matrices`` side by side in one figure, each with its own colour bar."""
+    n = len(matrices)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.6 * ncols, 3.2 * nrows), layout="constrained")
+    for k, mat in enumerate(matrices):
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        heatmap(mat, ax=ax, annotate=max(mat.values.shape) <= 8,
+                title=None if titles is None else titles[k])
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
+                              labels: Sequence[str] | None = None) -> Figure:
+    """Layer identification accuracy (%) of every layer, one line per measure."""
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for k, res in enumerate(results):
+        acc = 100 * np.array(list(res.per_layer.values()))
+        label = res.measure if labels is None else labels[k]
+        ax.plot(range(len(acc)), acc, marker="o", label=label)
+    if results:
+        ax.set_xticks(range(len(results[0].layers)), results[0].layers, rotation=45, ha="right")
+    ax.set_ylim(-3, 103)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("layer identification accuracy (%)")
+    ax.set_title("Per-layer identification accuracy")
+    ax.legend(fontsize=7, ncols=2, loc="lower left")
+    return fig
+
+
+def _fmt(x: float) -> str:
+    if not np.isfinite(x):
+        return ""
+    return f"{x:.2f}" if abs(x) < 100 else f"{x:.3g}"
