@@ -1,0 +1,117 @@
+"""All-layer-pairs linear CKA (``linear_cka_matrix`` and ``Measure.matrix_fn``) vs a plain per-pair loop."""
+
+import numpy as np
+import pytest
+import torch
+
+from layer_sim import linear_cka_matrix
+from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
+from layer_sim.measures import _fast, get
+
+
+def plain_cka(x, y):
+    """Kornblith et al. (2019) feature-space linear CKA, float64, written independently here."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    return np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def plain_matrix(xs, ys):
+    return np.array([[plain_cka(x, y) for y in ys] for x in xs])
+
+
+def relu_layers(n, widths, seed, *, offset=0.0):
+    """Unit-scale ReLU features of a random MLP (PyTorch-default-like init), plus an optional offset."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((n, widths[0]))
+    out = []
+    for p_in, p_out in zip(widths[:-1], widths[1:]):
+        h = np.maximum(h @ rng.uniform(-1, 1, (p_in, p_out)) * np.sqrt(3.0 / p_in), 0.0)
+        out.append(h + offset)
+    return out
+
+
+@pytest.mark.parametrize("n, widths", [(400, (30, 20, 50, 7)), (40, (60, 120, 90, 200))])  # n > p, p > n
+def test_matrix_equals_per_pair_loop(n, widths):
+    xs = relu_layers(n, widths, 0)
+    ys = relu_layers(n, widths[:3], 1)
+    M = linear_cka_matrix(xs, ys)
+    assert isinstance(M, np.ndarray) and M.shape == (3, 2)
+    np.testing.assert_allclose(M, plain_matrix(xs, ys), rtol=0, atol=1e-12)
+
+
+def test_chunked_merge_with_large_offset(monkeypatch):
+    # Tiny chunks force many Chan merges; a +1e4 common offset would wreck raw sums.
+    monkeypatch.setattr(_fast, "_CHUNK_BYTES", 8 * 64 * 37)
+    xs = relu_layers(500, (20, 16, 12), 2, offset=1e4)
+    ys = relu_layers(500, (20, 9, 30), 3, offset=-3e4)
+    expected = plain_matrix([x - 1e4 for x in xs], [y + 3e4 for y in ys])  # centring removes the offset
+    np.testing.assert_allclose(linear_cka_matrix(xs, ys), expected, rtol=0, atol=1e-10)
+
+
+def test_invariances_give_one():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 12))
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    M = linear_cka_matrix({"x": x}, {"xq": 3.5 * x @ q - 7.0, "x": x})
+    np.testing.assert_allclose(M, [[1.0, 1.0]], atol=1e-12)
+
+
+def test_fp32_mode_within_documented_bound():
+    xs = relu_layers(10_000, (100, 256, 256, 10), 5)
+    ys = relu_layers(10_000, (100, 256, 256, 10), 6)
+    ref = plain_matrix(xs, ys)
+    xs32 = [torch.from_numpy(x.astype(np.float32)) for x in xs]
+    ys32 = [torch.from_numpy(y.astype(np.float32)) for y in ys]
+    # Reference on the same float32-rounded inputs, so only the fp32 products are measured.
+    ref32 = plain_matrix([x.numpy() for x in xs32], [y.numpy() for y in ys32])
+    fast = linear_cka_matrix(xs32, ys32, precision="fp32")
+    assert isinstance(fast, torch.Tensor) and fast.dtype == torch.float64
+    assert np.abs(fast.numpy() - ref32).max() <= 1e-6
+    assert np.abs(linear_cka_matrix(xs32, ys32).numpy() - ref32).max() <= 1e-9
+    assert np.abs(ref32 - ref).max() < 1e-5  # sanity: the test data is not degenerate
+
+
+def test_torch_backend_equals_numpy_backend(monkeypatch):
+    xs = relu_layers(200, (10, 15, 25), 7)
+    ys = relu_layers(200, (10, 5), 8)
+    numpy_route = linear_cka_matrix(xs, ys)
+    monkeypatch.setattr(_fast, "_CPU_BACKEND", "torch")
+    np.testing.assert_allclose(linear_cka_matrix(xs, ys), numpy_route, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("name, normalise", [("linear_cka", True), ("linear_hsic", False)])
+def test_matrix_fn_on_prepared_states_equals_score(name, normalise):
+    m = get(name)
+    xs = relu_layers(300, (10, 40, 8, 25), 9)
+    ys = relu_layers(300, (10, 6, 30), 10)
+    pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
+    for a, b in ((pa, pb), (pa, pa)):  # cross GEMM, and the symmetric (SYRK) case
+        got = _fast.linear_state_matrix(a, b, score=m.score, normalise=normalise).numpy()
+        want = np.array([[float(m.score(s, t)) for t in b] for s in a])
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    if normalise:
+        np.testing.assert_allclose(
+            _fast.linear_state_matrix(pa, pb, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
+        )
+
+
+def test_errors_name_the_problem():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((50, 4))
+    with pytest.raises(DegenerateInputError, match="flat"):
+        linear_cka_matrix({"a": x}, {"flat": np.ones((50, 3)), "b": x})
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        linear_cka_matrix([x], [bad])
+    with pytest.raises(InputError, match="same number of examples"):
+        linear_cka_matrix([x], [x[:40]])
+    with pytest.raises(InputError, match="no representations"):
+        linear_cka_matrix([], [x])
+    with pytest.raises(InputError, match="list or a dict"):
+        linear_cka_matrix(x, [x])
+    with pytest.raises(UnknownNameError, match="fp16"):
+        linear_cka_matrix([x], [x], precision="fp16")
