@@ -17,11 +17,17 @@ from layer_sim.data import load_mnist
 from layer_sim.models import MLP
 from layer_sim.measures import (
     StreamingCCA,
+    StreamingLinearCKA,
     canonical_correlations,
     cca,
+    linear_cka,
+    linear_cka_matrix,
+    linear_hsic,
     linear_regression,
+    minibatch_cka,
     procrustes,
     pwcca,
+    rbf_cka,
     svcca,
 )
 
@@ -29,6 +35,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "linear_cka_matrix",
+    "StreamingLinearCKA",
     "LayerSimError",
     "InputError",
     "DegenerateInputError",
@@ -50,4 +58,8 @@ __all__ = [
     "linear_regression",
     "procrustes",
     "StreamingCCA",
+    "linear_cka",
+    "linear_hsic",
+    "rbf_cka",
+    "minibatch_cka",
 ]

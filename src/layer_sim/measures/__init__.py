@@ -1,6 +1,8 @@
 """Similarity indexes: pure functions on (n_examples, n_features) arrays/tensors, plus a registry."""
 
 from layer_sim.measures._registry import Measure, available, get, register
+from layer_sim.measures._fast import linear_cka_matrix
+from layer_sim.measures.streaming import StreamingLinearCKA
 from layer_sim.measures.cca import (
     STATISTICS,
     canonical_correlations,
@@ -10,9 +12,12 @@ from layer_sim.measures.cca import (
     pwcca,
     svcca,
 )
+from layer_sim.measures.cka import linear_cka, linear_hsic, minibatch_cka, rbf_cka
 from layer_sim.measures.streaming_cca import StreamingCCA
 
 __all__ = [
+    "linear_cka_matrix",
+    "StreamingLinearCKA",
     "Measure",
     "available",
     "get",
@@ -25,4 +30,8 @@ __all__ = [
     "linear_regression",
     "procrustes",
     "StreamingCCA",
+    "linear_cka",
+    "linear_hsic",
+    "rbf_cka",
+    "minibatch_cka",
 ]
