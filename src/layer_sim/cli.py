@@ -24,6 +24,57 @@ def _root() -> None:
     """Layer-by-layer similarity of neural network representations."""
 
 
+@app.command("train")
+def train_cmd(
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for summary.json and seed-<k>/ checkpoints (reused if they match)."),
+    seeds: str = typer.Option("0-4", "--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the default config's)."),
+    threshold: float = typer.Option(0.98, "--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu, cuda, mps (default cpu)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
+    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Train on the first N examples only (quick runs).", hidden=True),
+) -> None:
+    """Train the default MLP on MNIST from each seed; report test accuracy and a t-test of mean > threshold.
+
+    Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p); writes OUTPUT/summary.json and OUTPUT/seed-<k>/{model.pt,meta.json}.
+
+    Example: layer-sim train --seeds 0-4 --output runs/default
+    """
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from layer_sim.train import DEFAULT_CONFIG, train_seeds
+
+    config = DEFAULT_CONFIG
+    if epochs is not None or limit_train is not None:
+        config = dataclasses.replace(config, epochs=config.epochs if epochs is None else epochs, limit_train=limit_train)
+    console = Console()
+    res = train_seeds(seeds, output=output, config=config, threshold=threshold, data_dir=data_dir,
+                      device=device, progress=None, log=console.print)
+    table = Table(title=f"MLP {list(config.widths)}, {config.epochs} epochs: MNIST test accuracy")
+    table.add_column("seed", justify="right")
+    table.add_column("test accuracy (%)", justify="right")
+    table.add_column("train time (s)", justify="right")
+    for seed, acc, sec, reused in zip(res.seeds, res.test_accuracy, res.train_seconds, res.reused):
+        table.add_row(str(seed), f"{100 * acc:.2f}", f"{sec:.0f}" + (" (reused)" if reused else ""))
+    s = res.summary
+    if s is not None:
+        table.add_section()
+        table.add_row("mean", f"{100 * s.mean:.2f}", "")
+        table.add_row("std", f"{100 * s.std:.2f}", "")
+        table.add_row(f"{100 * s.confidence:.0f}% CI", f"[{100 * s.ci_low:.2f}, {100 * s.ci_high:.2f}]", "")
+    console.print(table)
+    if s is None:
+        console.print("no t-test: it needs at least two seeds with differing accuracies")
+    else:
+        verdict = "reject H0" if s.p_value < 0.05 else "cannot reject H0"
+        console.print(f"one-sided t-test, H0: mean <= {s.threshold:g}: t = {s.t:.3f}, df = {s.df}, "
+                      f"p = {s.p_value:.3g} ({verdict} at 0.05)")
+    console.print(f"wrote {output / 'summary.json'}")
+
+
 @app.command("sanity-check")
 def sanity_check_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Directory for table.md|csv|json, heatmaps/ and architectures/."),

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from layer_sim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from layer_sim.checkpoint import Checkpoint, _atomic, load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import DEFAULT_WIDTHS, MLP
+from layer_sim.stats import SeedSummary, summarize
 
 __all__ = [
     "TrainConfig",
@@ -32,6 +33,10 @@ __all__ = [
     "train_model",
     "train_or_load",
     "checkpoint_dir",
+    "load_data",
+    "parse_seeds",
+    "train_seeds",
+    "SeedsResult",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -571,3 +576,89 @@ def parse_seeds(spec: str | Sequence[int]) -> list[int]:
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
     return seeds
+
+
+@dataclass
+class SeedsResult:
+    """Outcome of :func:`train_seeds`: per-seed accuracy and time, and the across-seed statistics."""
+
+    config: TrainConfig
+    seeds: list[int]
+    test_accuracy: list[float]
+    train_seconds: list[float]
+    reused: list[bool]
+    summary: SeedSummary | None  # None when all accuracies are equal (e.g. one seed): no t-test
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``summary.json``: per-seed lists, config, and the summary's fields."""
+        d: dict[str, Any] = {
+            "seeds": self.seeds,
+            "test_accuracy": self.test_accuracy,
+            "train_seconds": self.train_seconds,
+            "reused": self.reused,
+            "config": self.config.to_dict(),
+            "config_key": self.config.key(),
+        }
+        stats = self.summary.to_dict() if self.summary is not None else {}
+        stats.pop("values", None)  # already stored as test_accuracy
+        for name in ("mean", "std", "ci_low", "ci_high", "confidence", "threshold", "t", "df", "p_value"):
+            d[name] = stats.get(name)
+        return d
+
+
+def train_seeds(
+    seeds: Sequence[int] | str,
+    *,
+    output,
+    config: TrainConfig = DEFAULT_CONFIG,
+    threshold: float = 0.98,
+    data_dir=None,
+    device=None,
+    progress: bool | None = None,
+    log=None,
+) -> SeedsResult:
+    r"""Train (or reuse) ``config``'s network for every seed and test mean accuracy > ``threshold``.
+
+    Checkpoints go to ``output/seed-<k>/`` (reused by :func:`train_or_load` when they match
+    ``config`` and the seed), the summary to ``output/summary.json``. The statistics are those
+    of :func:`layer_sim.stats.summarize`: mean, std, 95% t interval and the one-sided one-sample
+    t-test of :math:`H_0\colon \mu \le` ``threshold``.
+
+    Parameters
+    ----------
+    seeds : sequence of int or str
+        Seeds, or a spec for :func:`parse_seeds` such as ``"0-4"``.
+    output : path-like
+        Output directory (created if needed).
+    config : TrainConfig, default=DEFAULT_CONFIG
+    threshold : float, default=0.98
+    data_dir, device, progress
+        As in :func:`train_or_load`.
+    log : callable or None
+        Called with one line of text per finished seed.
+
+    Returns
+    -------
+    SeedsResult
+    """
+    seeds = parse_seeds(seeds)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    data = load_data(config, data_dir=data_dir)
+    accs, secs, reused = [], [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        ckpt = train_or_load(config, seed, directory=output / f"seed-{seed}", data=data, device=device,
+                             progress=progress)  # fmt: skip
+        accs.append(float(ckpt.meta["metrics"]["test_accuracy"]))
+        secs.append(float(ckpt.meta["metrics"]["train_seconds"]))
+        reused.append(bool(ckpt.meta["reused"]))
+        if log is not None:
+            how = "reused" if reused[-1] else f"trained in {time.perf_counter() - start:.0f} s"
+            log(f"seed {seed}: test accuracy {accs[-1]:.4f} ({how})")
+    # A t-test needs two differing values; report None rather than failing after training.
+    summary = summarize(accs, threshold=threshold) if len(set(accs)) > 1 else None
+    result = SeedsResult(config, seeds, accs, secs, reused, summary)
+    text = json.dumps(result.to_dict(), indent=2)
+    _atomic(output / "summary.json", lambda fh: fh.write(text.encode()))
+    return result
