@@ -15,6 +15,8 @@ from layer_sim.compare import LayerIdentification, SimilarityMatrix, compare, la
 from layer_sim.extract import Representations, extract
 from layer_sim.data import load_mnist
 from layer_sim.models import MLP
+from layer_sim.checkpoint import load_checkpoint, save_checkpoint
+from layer_sim.train import TrainConfig, fit, train_or_load
 from layer_sim.measures import (
     StreamingCCA,
     StreamingLinearCKA,
@@ -45,6 +47,11 @@ __all__ = [
     "ConfigError",
     "MLP",
     "load_mnist",
+    "fit",
+    "TrainConfig",
+    "train_or_load",
+    "save_checkpoint",
+    "load_checkpoint",
     "extract",
     "Representations",
     "compare",

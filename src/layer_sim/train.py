@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,7 +19,9 @@ from torch import nn
 from layer_sim.checkpoint import Checkpoint, _atomic, load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import DEFAULT_WIDTHS, MLP
-from layer_sim.stats import SeedSummary, summarize
+
+if TYPE_CHECKING:
+    from layer_sim.stats import SeedSummary
 
 __all__ = [
     "TrainConfig",
@@ -641,6 +643,8 @@ def train_seeds(
     -------
     SeedsResult
     """
+    from layer_sim.stats import summarize  # scipy: imported only when needed
+
     seeds = parse_seeds(seeds)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
