@@ -277,7 +277,8 @@ def test_blockwise_equals_dense(debiased):
 
 def test_prepare_once_score_many_equals_call():
     x, y = data(5, 40, 7, q=50)
-    for name, params in [("linear_cka", {}), ("linear_cka_debiased", {}), ("rbf_cka", {"sigma": 0.5}), ("linear_hsic", {})]:
+    names = [("linear_cka", {}), ("linear_cka_debiased", {}), ("rbf_cka", {"sigma": 0.5}), ("linear_hsic", {})]
+    for name, params in names:
         m = get(name, **params)
         assert float(m.score(m.prepare(x), m.prepare(y))) == pytest.approx(m(x, y), abs=1e-14)
     with pytest.raises(InputError, match="same number of examples"):
@@ -369,7 +370,12 @@ def test_gradcheck(fn, q):
 def test_constant_representation_names_the_side():
     x, _ = data(0, 10, 3)
     const = np.full((10, 4), 2.5)
-    for fn in (linear_cka, rbf_cka, lambda a, b: linear_cka(a, b, debiased=True), lambda a, b: minibatch_cka(a, b, batch_size=5)):
+    for fn in (
+        linear_cka,
+        rbf_cka,
+        lambda a, b: linear_cka(a, b, debiased=True),
+        lambda a, b: minibatch_cka(a, b, batch_size=5),
+    ):
         with pytest.raises(DegenerateInputError, match=r"x is constant \(zero variance"):
             fn(const, x)
         with pytest.raises(DegenerateInputError, match="y is constant"):

@@ -10,7 +10,8 @@ from layer_sim.measures._validation import accumulation_dtype, as_matrix, check_
 
 
 def test_rank_one_is_rejected_with_the_fix():
-    with pytest.raises(InputError, match=r"m: x must have shape \(n_examples, n_features\), got shape \(5,\); reshape"):
+    message = r"m: x must have shape \(n_examples, n_features\), got shape \(5,\); reshape"
+    with pytest.raises(InputError, match=message):
         as_matrix(np.arange(5.0), fn="m")
 
 
@@ -88,5 +89,6 @@ def test_measure_call_is_prepare_then_score_and_checks_rows():
     m = get("linear_cka")
     assert isinstance(m, Measure) and m.symmetric and m.min_n == 2
     assert get("linear_cka_debiased").min_n == 4
-    with pytest.raises(InputError, match=r"linear_cka: x and y must have the same number of examples \(rows\), got 5 and 6"):
+    message = r"linear_cka: x and y must have the same number of examples \(rows\), got 5 and 6"
+    with pytest.raises(InputError, match=message):
         m.score(m.prepare(np.eye(5)), m.prepare(np.eye(6)))

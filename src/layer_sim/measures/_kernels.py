@@ -53,19 +53,19 @@ def centring_offsets(row_sums: torch.Tensor, n: int, unbiased: bool) -> torch.Te
     return a - a.mean() / 2
 
 
-def centre_rows(K_rows: torch.Tensor, a: torch.Tensor, start: int, unbiased: bool) -> torch.Tensor:
-    """Rows ``start:start+len(K_rows)`` of the centred Gram, from the same rows of K."""
-    Kc = K_rows - a[start : start + K_rows.shape[0], None]
-    Kc.sub_(a[None, :])
+def centre_block(K_block: torch.Tensor, a: torch.Tensor, start: int, unbiased: bool) -> torch.Tensor:
+    """Block ``[start:stop, start:]`` of the centred Gram, from the same block of K."""
+    Kc = K_block - a[start : start + K_block.shape[0], None]
+    Kc.sub_(a[None, start:])
     if unbiased:
-        Kc.diagonal(offset=start).zero_()
+        Kc.diagonal().zero_()
     return Kc
 
 
 def centre_gram(K: torch.Tensor, unbiased: bool) -> torch.Tensor:
     """Centred (biased) or U-centred (unbiased) copy of a full symmetric Gram matrix."""
     row_sums = K.sum(dim=1) - K.diagonal() if unbiased else K.sum(dim=1)
-    return centre_rows(K, centring_offsets(row_sums, K.shape[0], unbiased), 0, unbiased)
+    return centre_block(K, centring_offsets(row_sums, K.shape[0], unbiased), 0, unbiased)
 
 
 def debiased_dot(xty: torch.Tensor, sq_rows_x: torch.Tensor, sq_rows_y: torch.Tensor, n: int) -> torch.Tensor:
@@ -87,6 +87,25 @@ def frobenius_dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return torch.dot(A.reshape(-1), B.reshape(-1))
 
 
+def symmetric_block_dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Share of ``<A_full, B_full>`` of block ``[start:stop, start:]`` of two symmetric matrices.
+
+    Blocks ``[start:stop, start:]`` over consecutive row ranges tile the upper triangle; the part
+    right of the leading square stands for its mirror image too, so it counts twice.
+    """
+    r = A.shape[0]
+    return 2 * frobenius_dot(A, B) - frobenius_dot(A[:, :r], B[:, :r])
+
+
+def upper_row_sums(blocks: Iterator[tuple[int, int, torch.Tensor]], n: int, like: torch.Tensor) -> torch.Tensor:
+    """Row sums of a symmetric matrix given as its blocks ``(start, stop, M[start:stop, start:])``."""
+    sums = like.new_zeros(n)
+    for start, stop, B in blocks:
+        sums[start:stop] += B.sum(dim=1)
+        sums[stop:] += B[:, stop - start :].sum(dim=0)  # the mirror image's share of later rows
+    return sums
+
+
 def row_blocks(n: int, rows: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` of consecutive row blocks covering ``range(n)``."""
     for start in range(0, n, rows):
@@ -98,7 +117,9 @@ def block_rows(n: int) -> int:
     return max(1, BLOCK_ELEMENTS // n)
 
 
-def sq_dist_rows(Xc: torch.Tensor, sq_norms: torch.Tensor, start: int, stop: int, col_start: int = 0) -> torch.Tensor:
+def sq_dist_rows(
+    Xc: torch.Tensor, sq_norms: torch.Tensor, start: int, stop: int, col_start: int = 0
+) -> torch.Tensor:
     """Squared distances ``||x_i - x_j||^2`` for rows ``start:stop`` and columns ``col_start:``.
 
     One GEMM via ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j``; the inputs are centred, which keeps the
@@ -109,10 +130,15 @@ def sq_dist_rows(Xc: torch.Tensor, sq_norms: torch.Tensor, start: int, stop: int
     return D.add_(sq_norms[start:stop, None]).clamp_(min=0)
 
 
-def rbf_rows(Xc: torch.Tensor, sq_norms: torch.Tensor, scale: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Rows ``start:stop`` of ``exp(-D / scale)``, with the diagonal of D exactly 0 (so K_ii = 1)."""
-    D = sq_dist_rows(Xc, sq_norms, start, stop)
-    D.diagonal(offset=start).zero_()
+def rbf_block(
+    Xc: torch.Tensor, sq_norms: torch.Tensor, scale: torch.Tensor, start: int, stop: int
+) -> torch.Tensor:
+    """Block ``[start:stop, start:]`` of ``exp(-D / scale)``, with D's diagonal exactly 0 (so K_ii = 1).
+
+    ``start = 0, stop = n`` is the whole matrix.
+    """
+    D = sq_dist_rows(Xc, sq_norms, start, stop, col_start=start)
+    D.diagonal().zero_()
     return D.div_(-scale).exp_()
 
 
