@@ -327,7 +327,9 @@ class LinearState:
     degenerate: str | None
 
 
-def _linear_state(X: torch.Tensor, *, unbiased: bool, normalise: bool = True, route: str | None = None) -> LinearState:
+def _linear_state(
+    X: torch.Tensor, *, unbiased: bool, normalise: bool = True, route: str | None = None
+) -> LinearState:
     """Centre once, pick the route (``route`` forces it, for tests), and cache the self term."""
     n, p = X.shape
     route = route or ("feature" if n > p else "gram")
@@ -458,10 +460,12 @@ def _rbf_state(
     # K_ii = exp(0) = 1 exactly, so the zero-diagonal row sums the U-centring needs are row sums - 1.
     diagonal = 1.0 if unbiased else 0.0
     if not blockwise:
-        K = k.rbf_rows(Xc, sq_norms, scale, 0, n)
-        gram = k.centre_rows(K, k.centring_offsets(K.sum(dim=1) - diagonal, n, unbiased), 0, unbiased)
+        K = k.rbf_block(Xc, sq_norms, scale, 0, n)
+        gram = k.centre_block(K, k.centring_offsets(K.sum(dim=1) - diagonal, n, unbiased), 0, unbiased)
         return replace(empty, rows=n, gram=gram, self_hsic=k.frobenius_dot(gram, gram))
-    row_sums = torch.cat([k.rbf_rows(Xc, sq_norms, scale, s, e).sum(dim=1) for s, e in k.row_blocks(n, rows)])
+    # Blockwise, only the upper triangle is computed (blocks [s:e, s:]): half the work of full rows.
+    blocks = ((s, e, k.rbf_block(Xc, sq_norms, scale, s, e)) for s, e in k.row_blocks(n, rows))
+    row_sums = k.upper_row_sums(blocks, n, like=Xc)
     state = replace(
         empty,
         features=Xc,
@@ -469,23 +473,25 @@ def _rbf_state(
         scale=scale,
         offsets=k.centring_offsets(row_sums - diagonal, n, unbiased),
     )
-    self_hsic = sum(k.frobenius_dot(B, B) for B in (_rbf_centred_rows(state, s, e) for s, e in k.row_blocks(n, rows)))
+    centred = (_rbf_centred_block(state, s, e) for s, e in k.row_blocks(n, rows))
+    self_hsic = sum(k.symmetric_block_dot(B, B) for B in centred)
     return replace(state, self_hsic=self_hsic)
 
 
-def _rbf_centred_rows(state: RBFState, start: int, stop: int) -> torch.Tensor:
-    """Rows ``start:stop`` of the centred Gram: sliced when stored, else recomputed."""
+def _rbf_centred_block(state: RBFState, start: int, stop: int) -> torch.Tensor:
+    """Block ``[start:stop, start:]`` of the centred Gram: sliced when stored, else recomputed."""
     if state.gram is not None:
-        return state.gram[start:stop]
-    K = k.rbf_rows(state.features, state.sq_norms, state.scale, start, stop)
-    return k.centre_rows(K, state.offsets, start, state.unbiased)
+        return state.gram[start:stop, start:]
+    K = k.rbf_block(state.features, state.sq_norms, state.scale, start, stop)
+    return k.centre_block(K, state.offsets, start, state.unbiased)
 
 
 def _rbf_cka_score(px: RBFState, py: RBFState, *, name: str) -> torch.Tensor:
     _raise_if_degenerate(name, px, py)
     rows = min(px.rows, py.rows)
     cross = sum(
-        k.frobenius_dot(_rbf_centred_rows(px, s, e), _rbf_centred_rows(py, s, e)) for s, e in k.row_blocks(px.n, rows)
+        k.symmetric_block_dot(_rbf_centred_block(px, s, e), _rbf_centred_block(py, s, e))
+        for s, e in k.row_blocks(px.n, rows)
     )
     return _normalised(name, cross, px, py, lower=-1.0 if px.unbiased else 0.0)
 
@@ -537,8 +543,9 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
             sq_norms = B.square().sum(dim=1)
             median = k.median_sq_dist(B, sq_norms, rows=m)
             if median <= 0:
-                return MinibatchState(n, (), None, f"has median squared distance 0 in minibatch {b}, so the RBF bandwidth is 0")
-            K = k.rbf_rows(B, sq_norms, 2 * sigma**2 * median, 0, m)
+                reason = f"has median squared distance 0 in minibatch {b}, so the RBF bandwidth is 0"
+                return MinibatchState(n, (), None, reason)
+            K = k.rbf_block(B, sq_norms, 2 * sigma**2 * median, 0, m)
         grams.append(k.centre_gram(K, unbiased=True) / math.sqrt(m * (m - 3)))
         scale = scale + K.detach().square().sum() / (m * (m - 3))
     self_hsic = sum(k.frobenius_dot(g, g) for g in grams)
