@@ -142,3 +142,15 @@ def test_plot_has_labelled_axes_colorbar_and_annotations(tmp_path):
 def test_shape_mismatch_rejected():
     with pytest.raises(InputError, match="expected"):
         SimilarityMatrix(np.zeros((2, 2)), ("a",), ("b", "c"), "m")
+
+
+@pytest.mark.parametrize("name, params", [("linear_cka", {}), ("pwcca", {}), ("rbf_cka", {"sigma": 0.4})])
+def test_registry_measures_equal_direct_calls(name, params):
+    from layer_sim.measures import get
+
+    a, b = _layers(10, widths=(3, 6)), _layers(11, widths=(4, 2, 5))
+    s = compare(a, b, measure=name, **params)
+    m = get(name, **params)
+    assert s.measure == name and s.params == dict(m.params)
+    want = np.array([[m(a[r], b[c]) for c in b] for r in a])
+    np.testing.assert_allclose(s.values, want, rtol=1e-10, atol=1e-12)
