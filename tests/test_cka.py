@@ -285,6 +285,21 @@ def test_prepare_once_score_many_equals_call():
         m.score(m.prepare(x), m.prepare(y[:-1]))
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_rbf_matrix_fn_equals_pairwise_score(debiased, block_size):
+    rng = np.random.default_rng(9)
+    layers = [rng.standard_normal((17, p)) for p in (1, 3, 20)]
+    m = get("rbf_cka", debiased=debiased, block_size=block_size)
+    pa = [m.prepare(x) for x in layers]
+    pb = [m.prepare(np.tanh(x)) for x in layers[:2]]
+    for a, b in [(pa, pa), (pa, pb)]:
+        expected = [[float(m.score(x, y)) for y in b] for x in a]
+        np.testing.assert_allclose(m.matrix_fn(a, b).numpy(), expected, rtol=0, atol=1e-12)
+    with pytest.raises(DegenerateInputError, match="y is constant"):
+        m.matrix_fn(pa, [m.prepare(np.ones((17, 2)))])
+
+
 # --------------------------------------------------------------------------- minibatch estimator
 
 
@@ -436,15 +451,11 @@ def test_option_errors():
 
 def test_excursions_beyond_rounding_raise_instead_of_clipping():
     one = torch.tensor(1.0, dtype=torch.float64)
-
-    class S:
-        self_hsic = one
-
-    assert float(cka_module._normalised("m", one + 1e-12, S, S, lower=0.0)) == 1.0  # rounding: clipped
-    with pytest.raises(DegenerateInputError, match=r"outside \[0, 1\] by more than rounding"):
-        cka_module._normalised("m", one + 1e-3, S, S, lower=0.0)
-    with pytest.raises(DegenerateInputError, match="outside"):
-        cka_module._normalised("m", torch.tensor(float("nan"), dtype=torch.float64), S, S, lower=0.0)
+    assert float(cka_module._normalised("m", one + 1e-12, one, one, lower=0.0)) == 1.0  # rounding: clipped
+    with pytest.raises(DegenerateInputError, match=r"value 1.001 lies outside \[0, 1\] by more than rounding"):
+        cka_module._normalised("m", one + 1e-3, one, one, lower=0.0)
+    with pytest.raises(DegenerateInputError, match="value nan lies outside"):
+        cka_module._normalised("m", torch.tensor([0.5, float("nan")], dtype=torch.float64), one, one, lower=0.0)
 
 
 def test_docstring_examples():

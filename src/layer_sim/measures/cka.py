@@ -270,21 +270,23 @@ def _rank_floor(n: int, dtype: torch.dtype) -> float:
     return 64 * n * torch.finfo(dtype).eps
 
 
-def _normalised(name: str, cross: torch.Tensor, px, py, lower: float) -> torch.Tensor:
-    """``cross / sqrt(self_x * self_y)``, clipped to [lower, 1] for rounding-level excursions only."""
-    value = cross / torch.sqrt(px.self_hsic * py.self_hsic)
+def _normalised(name: str, cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor, lower: float):
+    """``cross / sqrt(self_x * self_y)`` (elementwise), clipped to [lower, 1] for rounding-level excursions only."""
+    value = cross / torch.sqrt(self_x * self_y)
     tol = math.sqrt(torch.finfo(value.dtype).eps)
-    v = float(value.detach())
-    if not lower - tol <= v <= 1 + tol:  # also catches NaN
+    v = value.detach()
+    outside = ~((v >= lower - tol) & (v <= 1 + tol))  # also catches NaN
+    if outside.any():
         raise DegenerateInputError(
-            f"{name}: value {v!r} lies outside [{lower:g}, 1] by more than rounding ({tol:.1e}); "
+            f"{name}: value {float(v[outside][0])!r} lies outside [{lower:g}, 1] by more than rounding ({tol:.1e}); "
             "the representations are too close to degenerate for this estimator"
         )
     return value.clamp(lower, 1.0)
 
 
-def _raise_if_degenerate(name: str, px, py) -> None:
-    for label, state in (("x", px), ("y", py)):
+def _raise_if_degenerate(name: str, **states) -> None:
+    """Raise for the first prepared state (keyword = the side it came from) that has no variance."""
+    for label, state in states.items():
         if state.degenerate is not None:
             raise DegenerateInputError(f"{name}: {label} {state.degenerate}; CKA is undefined")
 
@@ -364,8 +366,9 @@ def _linear_cross(px: LinearState, py: LinearState, unbiased: bool) -> torch.Ten
 
 
 def _linear_cka_score(px: LinearState, py: LinearState, *, name: str, unbiased: bool) -> torch.Tensor:
-    _raise_if_degenerate(name, px, py)
-    return _normalised(name, _linear_cross(px, py, unbiased), px, py, lower=-1.0 if unbiased else 0.0)
+    _raise_if_degenerate(name, x=px, y=py)
+    cross = _linear_cross(px, py, unbiased)
+    return _normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if unbiased else 0.0)
 
 
 def _linear_hsic_score(px: LinearState, py: LinearState) -> torch.Tensor:
@@ -487,13 +490,32 @@ def _rbf_centred_block(state: RBFState, start: int, stop: int) -> torch.Tensor:
 
 
 def _rbf_cka_score(px: RBFState, py: RBFState, *, name: str) -> torch.Tensor:
-    _raise_if_degenerate(name, px, py)
+    _raise_if_degenerate(name, x=px, y=py)
     rows = min(px.rows, py.rows)
     cross = sum(
         k.symmetric_block_dot(_rbf_centred_block(px, s, e), _rbf_centred_block(py, s, e))
         for s, e in k.row_blocks(px.n, rows)
     )
-    return _normalised(name, cross, px, py, lower=-1.0 if px.unbiased else 0.0)
+    return _normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if px.unbiased else 0.0)
+
+
+def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> torch.Tensor:
+    """``Measure.matrix_fn``: ``score`` for every pair, computing each layer's centred Gram block once
+    per row block (not once per pair) and all pairwise block products as one GEMM."""
+    for state in pa:
+        _raise_if_degenerate(name, x=state)
+    for state in pb:
+        _raise_if_degenerate(name, y=state)
+    n = pa[0].n
+    cross = 0
+    for s, e in k.row_blocks(n, min(st.rows for st in [*pa, *pb])):
+        A = torch.stack([_rbf_centred_block(st, s, e) for st in pa])
+        B = A if pb is pa else torch.stack([_rbf_centred_block(st, s, e) for st in pb])
+        lead = e - s  # see k.symmetric_block_dot: the leading square counts once, the rest twice
+        cross = cross + 2 * A.flatten(1) @ B.flatten(1).T - A[:, :, :lead].flatten(1) @ B[:, :, :lead].flatten(1).T
+    self_a = torch.stack([st.self_hsic for st in pa])
+    self_b = torch.stack([st.self_hsic for st in pb])
+    return _normalised(name, cross, self_a[:, None], self_b[None, :], lower=-1.0 if pa[0].unbiased else 0.0)
 
 
 @register("rbf_cka")
@@ -506,6 +528,7 @@ def _rbf_cka_factory(*, sigma: float = 0.8, debiased: bool = False, block_size: 
         name="rbf_cka",
         prepare_fn=partial(_rbf_state, sigma=sigma, unbiased=debiased, block_size=block_size),
         score_fn=partial(_rbf_cka_score, name="rbf_cka"),
+        matrix_fn=partial(_rbf_cka_matrix, name="rbf_cka"),
         symmetric=True,
         min_n=4 if debiased else 2,
         params={"sigma": sigma, "debiased": debiased, "block_size": block_size},
@@ -555,9 +578,9 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
 
 
 def _minibatch_cka_score(px: MinibatchState, py: MinibatchState) -> torch.Tensor:
-    _raise_if_degenerate("minibatch_cka", px, py)
+    _raise_if_degenerate("minibatch_cka", x=px, y=py)
     cross = sum(k.frobenius_dot(gx, gy) for gx, gy in zip(px.grams, py.grams))
-    return _normalised("minibatch_cka", cross, px, py, lower=-1.0)
+    return _normalised("minibatch_cka", cross, px.self_hsic, py.self_hsic, lower=-1.0)
 
 
 @register("minibatch_cka")
