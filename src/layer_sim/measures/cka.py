@@ -507,8 +507,10 @@ def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> tor
     for state in pb:
         _raise_if_degenerate(name, y=state)
     n = pa[0].n
+    # Shorter blocks as layers add up: the stacked blocks of all layers stay near 4 single blocks.
+    rows = max(1, min(min(st.rows for st in [*pa, *pb]), 4 * k.BLOCK_ELEMENTS // (n * (len(pa) + len(pb)))))
     cross = 0
-    for s, e in k.row_blocks(n, min(st.rows for st in [*pa, *pb])):
+    for s, e in k.row_blocks(n, rows):
         A = torch.stack([_rbf_centred_block(st, s, e) for st in pa])
         B = A if pb is pa else torch.stack([_rbf_centred_block(st, s, e) for st in pb])
         lead = e - s  # see k.symmetric_block_dot: the leading square counts once, the rest twice
