@@ -178,7 +178,8 @@ warmup_epochs, shift, progress
                     xb = torch.stack([random_shift(x_train[j], shift, generator=g).reshape(len(j), -1)
                                       for j, g in zip(idx, gens)])  # fmt: skip
                 else:
-                    xb = x_flat[idx]  # (K, B, d_in)
+                    # index_select is a plain row gather, ~2x faster than x_flat[idx] on CPU.
+                    xb = x_flat.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # (K, B, d_in)
                 opt.zero_grad(set_to_none=True)
                 out = stack(xb)  # (K, B, d_out)
                 losses = nn.functional.cross_entropy(
@@ -254,9 +255,12 @@ def train_ensemble(
 class _StackedMLP:
     """The parameters of K equal-config MLPs stacked on a leading member axis, and their forward.
 
-    ``weights[l]`` has shape ``(K, d_l, d_{l-1})`` (each block laid out like ``nn.Linear.weight``)
-    and ``biases[l]`` shape ``(K, d_l)``; both are fresh leaf tensors, so training them never
-    touches the source models until :meth:`write_back`.
+    ``weights[l]`` has shape ``(K, d_{l-1}, d_l)``: block k is ``fc.weight.T`` of member k, stored
+    contiguously so that ``baddbmm`` reads it without a transpose and its gradient
+    :math:`H_{l-1}^\top G_l` comes out contiguous, with no copy per step. ``biases[l]`` has shape
+    ``(K, d_l)``. Both are fresh leaf tensors, so training them never touches the source models
+    until :meth:`write_back`. (Optimizer updates are elementwise, so the layout does not change
+    the arithmetic.)
     """
 
     def __init__(self, models: Sequence[MLP]) -> None:
@@ -267,7 +271,7 @@ class _StackedMLP:
         self.activations = [getattr(ref, f"act{k}") for k in range(1, len(ref.widths) - 1)]
         self.residuals = [getattr(ref, f"res{k}", None) for k in range(1, len(ref.widths) - 1)]
         with torch.no_grad():
-            self.weights = [torch.stack([m.get_submodule(name).weight for m in models]).requires_grad_()
+            self.weights = [torch.stack([m.get_submodule(name).weight.T for m in models]).requires_grad_()
                             for name in self.linear_names]  # fmt: skip
             self.biases = [torch.stack([m.get_submodule(name).bias for m in models]).requires_grad_()
                            for name in self.linear_names]  # fmt: skip
@@ -281,9 +285,9 @@ class _StackedMLP:
         """Logits ``(K, B, d_out)`` of member k on its own rows ``x[k]``; ``x`` is ``(K, B, d_in)``."""
         h = x
         for w, b, act, res in zip(self.weights, self.biases, self.activations, self.residuals):
-            a = act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+            a = act(torch.baddbmm(b.unsqueeze(1), h, w))
             h = res(a, h) if res is not None else a
-        return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1].transpose(1, 2))
+        return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1])
 
     @torch.no_grad()
     def write_back(self, models: Sequence[MLP]) -> None:
@@ -291,7 +295,7 @@ class _StackedMLP:
         for name, w, b in zip(self.linear_names, self.weights, self.biases):
             for k, m in enumerate(models):
                 layer = m.get_submodule(name)
-                layer.weight.copy_(w[k])
+                layer.weight.copy_(w[k].T)
                 layer.bias.copy_(b[k])
 
 

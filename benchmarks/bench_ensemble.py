@@ -1,0 +1,116 @@
+"""W5 (issue 6): training throughput of K seeds, sequential ``fit`` vs batched ``fit_ensemble``.
+
+    python benchmarks/bench_ensemble.py            # K = 10, default and small MLP (~1-2 min)
+    python benchmarks/bench_ensemble.py --smoke    # tiny sizes (seconds)
+
+Both routes train the same K networks (``MLP(widths, seed=s)``, s = 0..K-1) for one epoch on the
+same ``n`` random 28×28 images (uniform pixels, 10 random classes: the cost of dense training
+does not depend on pixel values, and the benchmark then needs no dataset) with the default recipe (SGD momentum 0.9, weight decay 5e-4,
+cosine schedule with warm-up, batch 128), without a test set so that only training is timed.
+Sequential = ``fit`` called K times; batched = one ``fit_ensemble`` call. The two are timed
+alternately ``reps`` times and the medians are reported, so a burst of load from other processes
+hits both routes alike; the ratio column is the median of the per-repetition ratios.
+``GFLOP/s`` counts the minimal training work per example, 2·Σ d_in·d_out (forward) + 2·Σ d_in·d_out
+(weight gradients) + 2·Σ_{l>1} d_in·d_out (input gradients; none for the first layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from layer_sim.ensemble import fit_ensemble
+from layer_sim.models import DEFAULT_WIDTHS, MLP
+from layer_sim.train import DEFAULT_CONFIG, fit
+
+SMALL_WIDTHS = (784, 64, 64, 64, 64, 10)
+FULL = {"k": 10, "n": 6400, "reps": 3, "configs": {"default": DEFAULT_WIDTHS, "small": SMALL_WIDTHS}}
+SMOKE = {"k": 3, "n": 256, "reps": 1, "configs": {"tiny": (784, 16, 16, 10)}}
+
+
+def training_flops(widths) -> int:
+    """Minimal FLOPs of one training example (forward, weight and input gradients)."""
+    pairs = list(zip(widths[:-1], widths[1:]))
+    return sum(6 * a * b for a, b in pairs) - 2 * pairs[0][0] * pairs[0][1]
+
+
+def images(n: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random MNIST-shaped images ``(n, 1, 28, 28)`` in [0, 1) and labels in 0..9."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def measure(widths, *, k: int = 10, n: int = 6400, reps: int = 3) -> dict:
+    """Median examples/s of sequential ``fit`` and batched ``fit_ensemble`` for ``k`` seeds.
+
+    Returns a dict with ``sequential``, ``batched`` (examples/s, medians over ``reps``),
+    ``ratio`` (median of per-repetition ratios), ``ratios`` (all of them) and ``gflops``
+    (batched route, minimal FLOPs).
+    """
+    x, y = images(n)
+    seeds = list(range(k))
+    opts = {key: val for key, val in DEFAULT_CONFIG.fit_kwargs().items() if key != "epochs"}
+    opts.update(epochs=1, progress=False)
+    examples = k * len(x)
+    seq, bat, ratios = [], [], []
+    for _ in range(reps):
+        models = [MLP(widths, seed=s) for s in seeds]
+        start = time.perf_counter()
+        for m, s in zip(models, seeds):
+            fit(m, (x, y), None, seed=s, **opts)
+        t_seq = time.perf_counter() - start
+        models = [MLP(widths, seed=s) for s in seeds]
+        start = time.perf_counter()
+        fit_ensemble(models, (x, y), None, seeds=seeds, **opts)
+        t_bat = time.perf_counter() - start
+        seq.append(examples / t_seq)
+        bat.append(examples / t_bat)
+        ratios.append(t_seq / t_bat)
+    batched = statistics.median(bat)
+    return {
+        "sequential": statistics.median(seq),
+        "batched": batched,
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "gflops": batched * training_flops(widths) / 1e9,
+    }
+
+
+def run(smoke: bool = False) -> str:
+    """The W5 Markdown table (``smoke``: tiny sizes, for the test suite)."""
+    cfg = SMOKE if smoke else FULL
+    load_before = os.getloadavg()[0]
+    rows = []
+    for name, widths in cfg["configs"].items():
+        r = measure(widths, k=cfg["k"], n=cfg["n"], reps=cfg["reps"])
+        rows.append(
+            f"| {name} | {'→'.join(map(str, widths))} | {r['sequential']:,.0f} | {r['batched']:,.0f} "
+            f"| **{r['ratio']:.2f}×** ({', '.join(f'{q:.2f}' for q in r['ratios'])}) | {r['gflops']:.1f} |"
+        )
+    load_after = os.getloadavg()[0]
+    head = (
+        f"K = {cfg['k']} seeds, 1 epoch on {cfg['n']:,} random MNIST-shaped images each, batch "
+        f"{DEFAULT_CONFIG.batch_size}, float32, {torch.get_num_threads()} threads, median of "
+        f"{cfg['reps']} alternating repetitions; 1-min load average {load_before:.1f} before, "
+        f"{load_after:.1f} after (> {os.cpu_count()} means other processes shared the cores).\n\n"
+        "| MLP | widths | sequential `fit` (examples/s) | batched `fit_ensemble` (examples/s) "
+        "| speed-up (per repetition) | batched GFLOP/s |\n|---|---|---:|---:|---:|---:|\n"
+    )
+    return head + "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    args = p.parse_args(argv)
+    print("### W5: ensemble training throughput\n\n" + run(smoke=args.smoke))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
