@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
-from layer_sim.measures._validation import as_matrix
+from layer_sim.measures._validation import accumulation_dtype, as_matrix
 
 __all__ = ["linear_cka_matrix", "PRECISIONS"]
 
@@ -76,20 +76,23 @@ class _CoMoments:
     def __init__(self, widths_x: Sequence[int], widths_y: Sequence[int], *, precision: str, device):
         if precision not in PRECISIONS:
             raise UnknownNameError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
-        self.precision = precision
         self.widths_x, self.widths_y = tuple(widths_x), tuple(widths_y)
         self.off_x, self.off_y = _offsets(self.widths_x), _offsets(self.widths_y)
-        f64 = dict(dtype=torch.float64, device=device)
+        self.acc_dtype = accumulation_dtype(torch.device(device))
+        # MPS has no float64: there both modes run in float32.
+        self.dtype = PRECISIONS[precision] if self.acc_dtype == torch.float64 else torch.float32
         self.n = 0
-        self.mean_x = torch.zeros(self.off_x[-1], **f64)
-        self.mean_y = torch.zeros(self.off_y[-1], **f64)
-        self.cross = torch.zeros(self.off_x[-1], self.off_y[-1], **f64)
-        self.self_x = [torch.zeros(p, p, **f64) for p in self.widths_x]
-        self.self_y = [torch.zeros(p, p, **f64) for p in self.widths_y]
+        self.mean_x = torch.zeros(self.off_x[-1], dtype=self.acc_dtype, device=device)
+        self.mean_y = torch.zeros(self.off_y[-1], dtype=self.acc_dtype, device=device)
+        # Co-moments start as the first chunk's products (no zero-filled (sum p)^2 pass).
+        self.cross: torch.Tensor | None = None
+        self.self_x: list[torch.Tensor] | None = None
+        self.self_y: list[torch.Tensor] | None = None
 
     def state_numel(self) -> int:
-        """Number of stored float64 values (independent of the number of rows seen)."""
-        return sum(t.numel() for t in (self.mean_x, self.mean_y, self.cross, *self.self_x, *self.self_y))
+        """Number of accumulated values: means, cross and self co-moments (independent of ``n``)."""
+        P, Q = self.off_x[-1], self.off_y[-1]
+        return P + Q + P * Q + sum(p * p for p in self.widths_x) + sum(q * q for q in self.widths_y)
 
     @torch.no_grad()
     def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
@@ -100,28 +103,36 @@ class _CoMoments:
             self._merge([x[start:stop] for x in xs], [y[start:stop] for y in ys])
 
     def _centred(self, layers, off, mean):
-        """Chunk centred on its own means in float64 + the Chan row; returns (buffer, chunk means)."""
+        """Chunk centred on its own float64 means, in the compute dtype, plus the Chan row.
+
+        ``torch.sub(layer, chunk_mean, out=...)`` computes in float64 (the promoted dtype) and
+        rounds once on writing, so fp32 mode is "centre in float64, then cast" in a single pass.
+        """
         m = layers[0].shape[0]
-        buf = torch.empty(m + 1, off[-1], dtype=torch.float64, device=mean.device)
+        buf = torch.empty(m + 1, off[-1], dtype=self.dtype, device=mean.device)
+        means = []
         for layer, s, e in zip(layers, off[:-1], off[1:]):
-            buf[:m, s:e].copy_(layer)
-        chunk_mean = buf[:m].mean(0)
-        buf[:m].sub_(chunk_mean)
-        w = math.sqrt(self.n * m / (self.n + m))
-        torch.mul(chunk_mean - mean, w, out=buf[m])
+            means.append(layer.mean(0, dtype=self.acc_dtype))
+            torch.sub(layer, means[-1], out=buf[:m, s:e])
+        chunk_mean = torch.cat(means)
+        buf[m] = (chunk_mean - mean) * math.sqrt(self.n * m / (self.n + m))
         return buf, chunk_mean
 
     def _merge(self, xs, ys) -> None:
         m = xs[0].shape[0]
         bx, mx = self._centred(xs, self.off_x, self.mean_x)
         by, my = self._centred(ys, self.off_y, self.mean_y)
-        dtype = PRECISIONS[self.precision]
-        bx, by = bx.to(dtype), by.to(dtype)
-        self.cross += _gemm_tn(bx, by)
-        for acc, b, off in ((self.self_x, bx, self.off_x), (self.self_y, by, self.off_y)):
-            for k, (s, e) in enumerate(zip(off[:-1], off[1:])):
-                block = b[:, s:e]
-                acc[k] += _gemm_tn(block, block)
+        cross = _gemm_tn(bx, by).to(self.acc_dtype)
+        selfs = [
+            [_gemm_tn(b[:, s:e], b[:, s:e]).to(self.acc_dtype) for s, e in zip(off[:-1], off[1:])]
+            for b, off in ((bx, self.off_x), (by, self.off_y))
+        ]
+        if self.cross is None:
+            self.cross, (self.self_x, self.self_y) = cross, selfs
+        else:
+            self.cross += cross
+            for acc, new in zip((*self.self_x, *self.self_y), (*selfs[0], *selfs[1])):
+                acc += new
         n = self.n + m
         self.mean_x += (mx - self.mean_x) * (m / n)
         self.mean_y += (my - self.mean_y) * (m / n)
@@ -130,8 +141,8 @@ class _CoMoments:
     def hsic_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r"""``(H, hx, hy)``: :math:`H_{ij} = \|C_{ij}\|_F^2`, :math:`hx_i = \|S_i\|_F^2`, :math:`hy_j`."""
         H = _block_sq_norms(self.cross, self.off_x, self.off_y)
-        hx = torch.stack([s.square().sum() for s in self.self_x])
-        hy = torch.stack([s.square().sum() for s in self.self_y])
+        hx = torch.stack([torch.linalg.vector_norm(s) ** 2 for s in self.self_x])
+        hy = torch.stack([torch.linalg.vector_norm(s) ** 2 for s in self.self_y])
         return H, hx, hy
 
     def cka(self, names_x: Sequence[str], names_y: Sequence[str], *, fn: str) -> torch.Tensor:
@@ -144,8 +155,10 @@ class _CoMoments:
 
 def _block_sq_norms(C: torch.Tensor, off_x: Sequence[int], off_y: Sequence[int]) -> torch.Tensor:
     """Squared Frobenius norm of every block ``C[off_x[i]:off_x[i+1], off_y[j]:off_y[j+1]]``."""
-    rows = torch.stack([C[s:e].square().sum(0) for s, e in zip(off_x[:-1], off_x[1:])])
-    return torch.stack([rows[:, s:e].sum(1) for s, e in zip(off_y[:-1], off_y[1:])], dim=1)
+    return torch.stack([
+        torch.stack([torch.linalg.vector_norm(C[s:e, t:u]) ** 2 for t, u in zip(off_y[:-1], off_y[1:])])
+        for s, e in zip(off_x[:-1], off_x[1:])
+    ])
 
 
 @torch.no_grad()
@@ -215,6 +228,7 @@ def _gram_route_parts(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], pr
     def grams(layers):
         out = []
         for x in layers:
+            x = x.to(torch.float64)
             xc = (x - x.mean(0)).to(dtype)
             out.append((xc @ xc.T).to(torch.float64).reshape(-1))
         return torch.stack(out)
@@ -303,8 +317,9 @@ def linear_cka_matrix(xs, ys, *, precision: str = "fp64"):
     names_x, raw_x = _as_layers(xs, side="xs", fn=fn)
     names_y, raw_y = _as_layers(ys, side="ys", fn=fn)
     numpy_out = not any(isinstance(t, torch.Tensor) for t in (*raw_x, *raw_y))
-    X = [as_matrix(t, name=nm, fn=fn) for t, nm in zip(raw_x, names_x)]
-    Y = [as_matrix(t, name=nm, fn=fn) for t, nm in zip(raw_y, names_y)]
+    # keep_float: the kernel centres chunk by chunk in float64, so no full float64 copy is needed
+    X = [as_matrix(t, name=nm, fn=fn, keep_float=True) for t, nm in zip(raw_x, names_x)]
+    Y = [as_matrix(t, name=nm, fn=fn, keep_float=True) for t, nm in zip(raw_y, names_y)]
     n = X[0].shape[0]
     for nm, t in zip((*names_x, *names_y), (*X, *Y)):
         if t.shape[0] != n:

@@ -15,8 +15,11 @@ def accumulation_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def as_matrix(x, *, name: str = "x", fn: str = "measure", min_n: int = 2) -> torch.Tensor:
+def as_matrix(x, *, name: str = "x", fn: str = "measure", min_n: int = 2, keep_float: bool = False) -> torch.Tensor:
     """Return ``x`` as an ``(n, p)`` tensor in the accumulation dtype, rows = examples.
+
+    ``keep_float=True`` leaves floating-point input in its own dtype (no full float64 copy), for
+    kernels that cast chunk by chunk themselves (``layer_sim.linear_cka_matrix``).
 
     NumPy arrays are wrapped without copying when possible; torch tensors keep their device
     and autograd history. Inputs of rank > 2 are flattened per example; rank 1 is rejected
@@ -48,7 +51,8 @@ def as_matrix(x, *, name: str = "x", fn: str = "measure", min_n: int = 2) -> tor
         )
     if p < 1:
         raise InputError(f"{fn}: {name} has no features (shape={tuple(t.shape)})")
-    t = t.to(accumulation_dtype(t.device))
+    if not (keep_float and t.is_floating_point()):
+        t = t.to(accumulation_dtype(t.device))
     # One cheap reduction first; the element-wise scan only runs to build the message.
     if not torch.isfinite(t.detach().sum()):
         bad = int((~torch.isfinite(t.detach())).sum())

@@ -97,7 +97,7 @@ class StreamingLinearCKA:
             raise InputError(f"{self._fn}: {side} holds no representations")
         # min_n=1: a batch may hold a single row; the two-example minimum applies to value().
         tensors = [
-            as_matrix(v, name=nm, fn=self._fn, min_n=1)
+            as_matrix(v, name=nm, fn=self._fn, min_n=1, keep_float=True)
             for v, nm in zip(values, names or (side,))
         ]
         return names, tensors
