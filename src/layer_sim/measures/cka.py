@@ -93,7 +93,8 @@ def linear_cka(x, y, *, debiased: bool = False):
 
     References
     ----------
-    Kornblith et al. (2019), ICML, eq. (5) and Sec. 3; Song et al. (2012), JMLR 13, eq. (5).
+    Kornblith et al. (2019), ICML (CKA, and the linear and debiased forms in the reference code);
+    Song et al. (2012), JMLR 13 (the unbiased estimator HSIC_1).
 
     Examples
     --------
@@ -196,7 +197,8 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
 
     References
     ----------
-    Kornblith et al. (2019), ICML, Sec. 3 and Table 2; Song et al. (2012), JMLR 13.
+    Kornblith et al. (2019), ICML (RBF CKA with bandwidths 0.2-0.8 x median distance, and the
+    reference code's ``gram_rbf``); Song et al. (2012), JMLR 13 (HSIC_1).
 
     Examples
     --------
@@ -221,8 +223,10 @@ def minibatch_cka(x, y, *, kernel: str = "linear", sigma: float = 0.8, batch_siz
 
     where :math:`K_b, L_b` are the Gram matrices of minibatch b and HSIC_1 is Song et al.'s
     unbiased estimator. This is a **different estimator** from full-data CKA
-    (:func:`linear_cka`, :func:`rbf_cka`): it converges to population CKA as the batches grow,
-    but for finite batches it differs from the full-data value; its memory is O(n * batch_size).
+    (:func:`linear_cka`, :func:`rbf_cka`): both estimate population CKA (each minibatch average
+    of HSIC_1 is unbiased, so the ratio converges as the number of batches grows), but on finite
+    data the values differ, and this one depends on ``batch_size`` and ``seed``. Its memory is
+    O(n * batch_size).
 
     Parameters
     ----------
@@ -248,7 +252,7 @@ def minibatch_cka(x, y, *, kernel: str = "linear", sigma: float = 0.8, batch_siz
 
     References
     ----------
-    Nguyen, Raghu & Kornblith (2021), ICLR, Sec. 3.1 (eq. 2-3); Song et al. (2012), JMLR 13, eq. (5).
+    Nguyen, Raghu & Kornblith (2021), ICLR (minibatch CKA); Song et al. (2012), JMLR 13 (HSIC_1).
 
     Examples
     --------
