@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from layer_sim.errors import ConfigError, InputError
-from layer_sim.ensemble import fit_ensemble, train_ensemble
+from layer_sim.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
 from layer_sim.models import MLP
-from layer_sim.train import TrainConfig, fit, train_model
+from layer_sim.train import TrainConfig, fit, train_model, train_or_load
 
 WIDTHS = (64, 24, 24, 16, 5)  # inputs are 8x8 "images"; equal widths 24, 24 allow a skip
 
@@ -101,6 +101,25 @@ def test_train_ensemble_equals_train_model():
         for p, q in zip(model.parameters(), ref_model.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
         assert res.history[0]["train_loss"] == pytest.approx(ref_res.history[0]["train_loss"], rel=1e-5)
+
+
+def test_train_or_load_ensemble_shares_the_train_or_load_cache(tmp_path):
+    config = TrainConfig(widths=WIDTHS, epochs=1, batch_size=25, limit_train=50)
+    data = (_data(60, dtype=torch.float32), _data(20, dtype=torch.float32, seed=1))
+    first = train_or_load(config, 2, cache_dir=tmp_path, data=data)  # trained sequentially
+    ckpts = train_or_load_ensemble(config, [3, 2], cache_dir=tmp_path, data=data)
+    assert [c.meta["seed"] for c in ckpts] == [3, 2]
+    assert [c.meta["reused"] for c in ckpts] == [False, True]
+    assert ckpts[0].meta["trainer"] == "fit_ensemble" and "trainer" not in ckpts[1].meta
+    for p, q in zip(ckpts[1].model.parameters(), first.model.parameters()):
+        assert torch.equal(p, q)  # loaded from disk, not retrained
+    # The ensemble-trained checkpoint is what train_or_load now finds, and equals sequential training.
+    again = train_or_load(config, 3, cache_dir=tmp_path, data=data)
+    assert again.meta["reused"] and again.meta["trainer"] == "fit_ensemble"
+    reference, _ = train_model(config, seed=3, data=data, progress=False)
+    for p, q, r in zip(again.model.parameters(), ckpts[0].model.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+        torch.testing.assert_close(p, r, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -19,20 +19,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from layer_sim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import MLP
 from layer_sim.train import (
     FitResult,
     TrainConfig,
+    checkpoint_dir,
+    load_data,
     _check_data,
     _check_hparams,
     _lr_factor,
     _progress_bar,
     evaluate,
     random_shift,
+    train_or_load,
 )
 
-__all__ = ["fit_ensemble", "train_ensemble"]
+__all__ = ["fit_ensemble", "train_ensemble", "train_or_load_ensemble"]
 
 
 def fit_ensemble(
@@ -247,6 +251,68 @@ def train_ensemble(
     results = fit_ensemble(models, train, test, seeds=seeds, device=device, progress=progress,
                            **config.fit_kwargs())  # fmt: skip
     return list(zip(models, results))
+
+
+def train_or_load_ensemble(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    cache_dir,
+    data=None,
+    data_dir=None,
+    device=None,
+    progress: bool | None = None,
+) -> list[Checkpoint]:
+    """:func:`~layer_sim.train.train_or_load` for several seeds, training the missing ones together.
+
+    Seeds whose checkpoint exists in :func:`~layer_sim.train.checkpoint_dir` ``(cache_dir,
+    config, seed)`` are loaded by :func:`~layer_sim.train.train_or_load` (same reuse rules and
+    errors); the others are trained in one :func:`train_ensemble` call and saved there with the
+    metadata ``train_or_load`` writes, plus ``"trainer": "fit_ensemble"``. Later
+    ``train_or_load`` calls reuse them. They equal sequentially trained networks to floating-point
+    rounding, not bit for bit (see :func:`fit_ensemble`), which the ``trainer`` field records;
+    ``train_seconds`` is the wall time of the whole ensemble.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    seeds : sequence of int
+        Distinct seeds.
+    cache_dir : path-like
+        Checkpoint cache shared with ``train_or_load``.
+    data : ((inputs, labels), (inputs, labels)) or None, default=None
+        ``(train, test)``; None loads MNIST from ``data_dir`` (only if something must be trained).
+    data_dir, device, progress
+        As for :func:`~layer_sim.train.train_or_load`.
+
+    Returns
+    -------
+    list of Checkpoint
+        One ``(model, meta)`` per seed, in the order of ``seeds``; ``meta["reused"]`` says
+        whether it came from disk.
+    """
+    _, seeds = _check_members(None, seeds)
+    done = {s: (checkpoint_dir(cache_dir, config, s) / "meta.json").is_file() for s in seeds}
+    missing = [s for s in seeds if not done[s]]
+    if missing:
+        if data is None:
+            data = load_data(config, data_dir=data_dir)
+        for seed, (model, result) in zip(missing, train_ensemble(config, missing, data=data, device=device,
+                                                                 progress=progress)):  # fmt: skip
+            meta = {
+                "config": config.to_dict(),
+                "config_key": config.key(),
+                "seed": seed,
+                "trainer": "fit_ensemble",
+                "metrics": {"test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
+                            "history": result.history},  # fmt: skip
+            }
+            save_checkpoint(checkpoint_dir(cache_dir, config, seed), model, meta=meta)
+    out = []
+    for s in seeds:
+        ckpt = train_or_load(config, s, cache_dir=cache_dir, device=device)
+        out.append(Checkpoint(ckpt.model, ckpt.meta | {"reused": done[s]}))
+    return out
 
 
 # ----------------------------------------------------------------------------- private kernels
