@@ -17,7 +17,7 @@ from layer_sim.data import load_mnist
 from layer_sim.models import MLP
 from layer_sim.checkpoint import load_checkpoint, save_checkpoint
 from layer_sim.train import TrainConfig, fit, train_or_load
-from layer_sim.ensemble import fit_ensemble, train_ensemble
+from layer_sim.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
 from layer_sim.measures import (
     StreamingCCA,
     StreamingLinearCKA,
@@ -53,6 +53,7 @@ __all__ = [
     "train_or_load",
     "fit_ensemble",
     "train_ensemble",
+    "train_or_load_ensemble",
     "save_checkpoint",
     "load_checkpoint",
     "extract",
