@@ -38,9 +38,9 @@ def _sequential(seeds, train, test, *, dtype, skip, epochs, **opts):
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 @pytest.mark.parametrize(
     "dtype, rtol, atol",
-    # float64: batched vs single GEMM only reorders sums, so agreement is near machine precision.
-    # float32: the same reordering at eps = 1.2e-7, amplified a little by 2 epochs of training.
-    [(torch.float64, 1e-10, 1e-12), (torch.float32, 1e-4, 1e-5)],
+    # Batched vs single GEMM only reorders sums: after these 10 steps the largest weight
+    # difference is ~2e-16 (float64) and ~3e-8 (float32); the bounds leave 10-100x headroom.
+    [(torch.float64, 1e-12, 1e-13), (torch.float32, 1e-5, 1e-6)],
 )
 def test_members_equal_sequential_fit(recipe, dtype, rtol, atol):
     seeds = [5, 0, 9]  # unordered, non-contiguous: member k must follow seeds[k]

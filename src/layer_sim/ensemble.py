@@ -84,8 +84,9 @@ def fit_ensemble(
 
     The results agree with sequential training to floating-point rounding, not bit for bit: a
     batched GEMM may sum the :math:`d_{\ell-1}` products in another order than the single GEMM
-    of ``nn.Linear``. In float64 the weights agree to ~1e-12 after an epoch; in float32 to
-    ~1e-5 relative, growing slowly with training like any rounding perturbation.
+    of ``nn.Linear``. After 10 steps of a small MLP the largest weight difference is ~1e-16 in
+    float64 and ~3e-8 in float32 (weights of order 0.1); like any rounding perturbation it grows
+    slowly with training.
 
     Parameters
     ----------
