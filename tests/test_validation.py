@@ -92,3 +92,10 @@ def test_measure_call_is_prepare_then_score_and_checks_rows():
     message = r"linear_cka: x and y must have the same number of examples \(rows\), got 5 and 6"
     with pytest.raises(InputError, match=message):
         m.score(m.prepare(np.eye(5)), m.prepare(np.eye(6)))
+
+
+def test_unknown_parameter_is_a_value_error_naming_the_accepted_ones():
+    with pytest.raises(UnknownNameError, match=r"no parameter\(s\) sigma; accepted: none"):
+        get("linear_cka", sigma=1.0)
+    with pytest.raises(UnknownNameError, match="accepted: sigma"):
+        get("rbf_cka", bandwidth=1.0)

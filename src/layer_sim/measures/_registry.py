@@ -8,6 +8,7 @@ with many reuses its preparation (see ``layer_sim.compare``).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -107,4 +108,11 @@ def get(name: str | Measure, **params) -> Measure:
         raise UnknownNameError(
             f"unknown measure {name!r}; available: {', '.join(available())}"
         ) from None
+    accepted = inspect.signature(factory).parameters
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UnknownNameError(
+            f"measure {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(accepted) or 'none'}"
+        )
     return factory(**params)
