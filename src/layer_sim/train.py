@@ -289,7 +289,6 @@ def fit(
             order = torch.randperm(n, generator=gen).to(device)
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             correct = torch.zeros((), device=device, dtype=torch.int64)
-            state = TrainState(model=model, optimizer=opt, epoch=epoch, step=step)
             for i in range(steps_per_epoch):
                 idx = order[i * batch_size : (i + 1) * batch_size]
                 xb, yb = x_train[idx], y_train[idx]
@@ -552,7 +551,8 @@ def train_or_load(
                     "history": result.history},  # fmt: skip
     }
     save_checkpoint(path, model, meta=meta)
-    return Checkpoint(model, load_checkpoint(path).meta | {"reused": False})
+    # Same state as a reused checkpoint: eval mode, metadata as stored on disk.
+    return Checkpoint(model.eval(), load_checkpoint(path).meta | {"reused": False})
 
 
 def parse_seeds(spec: str | Sequence[int]) -> list[int]:
