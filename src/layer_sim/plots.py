@@ -66,20 +66,27 @@ def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] |
 
 def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
                               labels: Sequence[str] | None = None) -> Figure:
-    """Layer identification accuracy (%) of every layer, one line per measure."""
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    """Layer identification accuracy (%) as a measures x layers heatmap, every cell annotated.
+
+    A table-like heatmap rather than one line per measure: with a dozen measures many lines
+    coincide (e.g. all at 100%) and hide each other.
+    """
+    labels = [r.measure for r in results] if labels is None else list(labels)
+    layers = list(results[0].layers) if results else []
+    acc = np.array([[100 * r.per_layer[k] for k in layers] for r in results]).reshape(len(results), len(layers))
+    fig = Figure(figsize=(2.6 + 0.9 * max(len(layers), 3), 1.2 + 0.38 * max(len(results), 3)), layout="constrained")
     ax = fig.add_subplot()
-    for k, res in enumerate(results):
-        acc = 100 * np.array(list(res.per_layer.values()))
-        label = res.measure if labels is None else labels[k]
-        ax.plot(range(len(acc)), acc, marker="o", label=label)
-    if results:
-        ax.set_xticks(range(len(results[0].layers)), results[0].layers, rotation=45, ha="right")
-    ax.set_ylim(-3, 103)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("layer identification accuracy (%)")
-    ax.set_title("Per-layer identification accuracy")
-    ax.legend(fontsize=7, ncols=2, loc="lower left")
+    im = ax.imshow(acc, cmap="viridis", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("layer of network A")
+    ax.set_ylabel("similarity index")
+    ax.set_title("Per-layer identification accuracy (%)", fontsize=10)
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            ax.text(j, i, f"{acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                    color="black" if acc[i, j] > 50 else "white")
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
     return fig
 
 

@@ -187,7 +187,7 @@ class SanityCheckResult:
         for r in self.rows:
             mat = r.identification.matrix(0, 1)
             ax = mat.plot()
-            ax.set_title(f"{r.row.label}: network 0 vs network 1", fontsize=9)
+            ax.set_title(f"{r.row.label}\nnetwork 0 vs network 1", fontsize=9)
             path = heat / f"{r.row.slug}.png"
             ax.figure.savefig(path, dpi=110)
             written += [path, mat.save(heat / f"{r.row.slug}.csv")]
@@ -204,7 +204,7 @@ class SanityCheckResult:
             adir.mkdir(parents=True, exist_ok=True)
             for row, mat in zip(arch.measures, arch.matrices):
                 ax = mat.plot()
-                ax.set_title(f"{row.label}: {arch.name} {list(arch.widths[1:-1])} vs reference", fontsize=9)
+                ax.set_title(f"{row.label}\n{arch.name} {list(arch.widths[1:-1])} vs reference", fontsize=8)
                 path = adir / f"{arch.name}_{row.slug}.png"
                 ax.figure.savefig(path, dpi=110)
                 written += [path, mat.save(adir / f"{arch.name}_{row.slug}.csv")]
