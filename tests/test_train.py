@@ -81,6 +81,19 @@ def test_really_learns_mnist_from_2000_examples():
     assert result.test_accuracy == pytest.approx(acc, abs=1e-12)
 
 
+def test_a_callback_may_implement_only_one_hook():
+    class EpochsOnly:
+        def __init__(self):
+            self.n = 0
+
+        def on_epoch_end(self, state):
+            self.n += 1
+
+    cb = EpochsOnly()
+    fit(MLP((20, 4, 3), seed=0), _blobs(n=32), epochs=3, batch_size=16, callbacks=[cb], progress=False)
+    assert cb.n == 3
+
+
 class _Recorder(Callback):
     def __init__(self):
         self.batches, self.epochs = [], []

@@ -278,7 +278,10 @@ def fit(
         opt, lambda s: _lr_factor(s, total=total, warmup=warmup, schedule=schedule)
     )
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    # Duck typing: an object may implement only one of the two hooks.
     callbacks = tuple(callbacks)
+    batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
+    epoch_hooks = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
     loss_fn = nn.CrossEntropyLoss()
     result = FitResult()
     start = time.perf_counter()
@@ -306,8 +309,8 @@ def fit(
                 correct += (out.argmax(1) == yb).sum()
                 state = TrainState(model=model, optimizer=opt, epoch=epoch, step=step,
                                    inputs=xb, targets=yb, outputs=out, loss=loss)  # fmt: skip
-                for cb in callbacks:
-                    cb.on_batch_end(state)
+                for hook in batch_hooks:
+                    hook(state)
                 advance()
             test_loss, test_acc = evaluate(model, x_test, y_test) if test is not None else (math.nan,) * 2
             row = {
@@ -321,8 +324,8 @@ def fit(
             }
             result.history.append(row)
             state.metrics = row
-            for cb in callbacks:
-                cb.on_epoch_end(state)
+            for hook in epoch_hooks:
+                hook(state)
     return result
 
 
