@@ -156,7 +156,7 @@ def _linear_regression() -> Measure:
 
 @dataclass(frozen=True)
 class _ProcrustesState:
-    """``f`` has the Gram matrix structure ``f^T g = B_x^T X_c^T Y_c B_y`` (see ``_prepare``)."""
+    """``f`` is ``X_c`` or ``X_c B`` (see ``prepare`` below); ``rank == 0`` marks constant input."""
 
     n: int
     f: torch.Tensor
@@ -185,7 +185,7 @@ def _procrustes() -> Measure:
     def score(a: _ProcrustesState, b: _ProcrustesState) -> torch.Tensor:
         _require_variation("procrustes", a, b)
         nuclear = torch.linalg.svdvals(a.f.mT @ b.f).sum()
-        # <= 1 by Cauchy-Schwarz for the nuclear/Frobenius pair; the clamp removes rounding only.
+        # ||A^T B||_* <= ||A||_F ||B||_F (von Neumann's trace inequality): clamp removes rounding only.
         return (nuclear / (a.norm * b.norm)).clamp(0.0, 1.0)
 
     return Measure("procrustes", prepare, score, symmetric=True)
