@@ -161,5 +161,9 @@ def test_bad_data_raises_input_error():
         fit_ensemble([m], (x, y[:19]), seeds=[0])
     with pytest.raises(InputError, match="take 64 values per example"):
         fit_ensemble([m], (torch.rand(20, 1, 4, 4), y), seeds=[0])
+    with pytest.raises(InputError, match="train inputs are torch.float64 but the models are torch.float32"):
+        fit_ensemble([m], (x.double(), y), seeds=[0])
+    with pytest.raises(InputError, match="test inputs are torch.float64"):
+        fit_ensemble([m], (x, y), (x.double(), y), seeds=[0])
     with pytest.raises(InputError, match="shift"):
         fit_ensemble([m], (x.flatten(1), y), seeds=[0], shift=1)

@@ -148,7 +148,10 @@ warmup_epochs, shift, progress
     if test is not None:
         x_test, y_test = _check_data(test, "test", shift=0)
         x_test, y_test = x_test.to(device), y_test.to(device)
-    d_in = models[0].widths[0]
+    d_in, dtype = models[0].widths[0], next(models[0].parameters()).dtype
+    for name, x in (("train", x_train), ("test", None if test is None else x_test)):
+        if x is not None and x.dtype != dtype:
+            raise InputError(f"fit_ensemble: {name} inputs are {x.dtype} but the models are {dtype}; cast one")
     if x_train[0].numel() != d_in:
         raise InputError(
             f"fit_ensemble: the MLPs take {d_in} values per example, train inputs have shape "
