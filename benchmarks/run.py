@@ -27,12 +27,12 @@ HERE = Path(__file__).resolve().parent
 
 FULL = {
     "width": 1024, "depth": 5, "n1": 10_000, "n2": 50_000, "stream_batch": 5_000,
-    "w3_ns": [5_000, 20_000], "n4": 1_000, "nets4": 10, "widths4": [784, 256, 256, 256, 256, 10],
-    "timeout": 300, "peer_timeout": 150,
+    "w3_ns": [5_000], "w3_pair_ns": [20_000], "n4": 1_000, "nets4": 10, "widths4": [784, 256, 256, 256, 256, 10],
+    "timeout": 300, "peer_timeout": 90,
 }
 SMOKE = {
     "width": 24, "depth": 5, "n1": 300, "n2": 1_000, "stream_batch": 256,
-    "w3_ns": [120], "n4": 60, "nets4": 3, "widths4": [784, 16, 16, 10],
+    "w3_ns": [120], "w3_pair_ns": [160], "n4": 60, "nets4": 3, "widths4": [784, 16, 16, 10],
     "timeout": 120, "peer_timeout": 60, "in_process": True,
 }
 WORKLOADS = ("gemm", "w1", "w2", "w3", "w4", "w5")
@@ -227,6 +227,9 @@ def run_w3(cfg):
     for n in cfg["w3_ns"]:
         r = measure("workloads", "task_w3_rbf", cfg, cfg["timeout"] * 2, n=n)
         lines.append([f"{n:,}", fmt(r.get("seconds")), fmt(r.get("rss_mb"), ".0f"), r.get("failed", r.get("note", ""))])
+    for n in cfg["w3_pair_ns"]:
+        r = measure("workloads", "task_w3_rbf_pair", cfg, cfg["timeout"] * 2, n=n)
+        lines.append([f"{n:,}", fmt(r.get("seconds")), fmt(r.get("rss_mb"), ".0f"), r.get("failed", r.get("note", ""))])
     head = "### W3: 6×6 RBF CKA (σ = 0.8 × median distance) via compare(measure='rbf_cka'), features precomputed\n\n"
     return head + table(["n", "time (s)", "peak RSS (MiB)", "note"], lines)
 
@@ -244,14 +247,14 @@ def run_w4(cfg):
     return head + table(["measure", "time (s)", "peak RSS (MiB)", "note"], lines)
 
 
-def run_w5(cfg, smoke: bool):
-    """Training throughput, from helper E2's ``benchmarks/ensemble.py`` (``run(smoke) -> str``) if present."""
-    if not (HERE / "ensemble.py").exists():
-        return "### W5: ensemble training throughput\n\nNot run: benchmarks/ensemble.py is not present."
+def run_w5(smoke: bool):
+    """Training throughput: ``run(smoke)`` of ``benchmarks/bench_ensemble.py`` (helper E2's module)."""
+    if not (HERE / "bench_ensemble.py").exists():
+        return "### W5: ensemble training throughput\n\nNot run: benchmarks/bench_ensemble.py is not present."
     sys.path.insert(0, str(HERE))
-    import ensemble
+    import bench_ensemble
 
-    return "### W5: ensemble training throughput\n\n" + ensemble.run(smoke=smoke)
+    return "### W5: ensemble training throughput\n\n" + bench_ensemble.run(smoke=smoke)
 
 
 # --------------------------------------------------------------------------- main
@@ -289,7 +292,7 @@ def main(argv=None) -> int:
         if "w4" in only:
             print(run_w4(cfg) + "\n", flush=True)
         if "w5" in only:
-            print(run_w5(cfg, args.smoke) + "\n", flush=True)
+            print(run_w5(args.smoke) + "\n", flush=True)
     print(f"Total wall time: {time.perf_counter() - t0:.0f} s")
     return 0
 
