@@ -115,3 +115,16 @@ def test_errors_name_the_problem():
         linear_cka_matrix(x, [x])
     with pytest.raises(UnknownNameError, match="fp16"):
         linear_cka_matrix([x], [x], precision="fp16")
+
+
+def test_compare_uses_matrix_fn_and_matches_plain_loop():
+    from layer_sim import compare
+
+    assert get("linear_cka").matrix_fn is not None and get("linear_hsic").matrix_fn is not None
+    assert get("linear_cka_debiased").matrix_fn is None  # the debiased estimator keeps the per-pair route
+    xs = relu_layers(250, (12, 30, 9), 12)
+    ys = relu_layers(250, (12, 7, 40), 13)
+    s = compare(dict(zip("ab", xs)), dict(zip("cd", ys)), measure="linear_cka")
+    np.testing.assert_allclose(s.values, plain_matrix(xs, ys), rtol=0, atol=1e-12)
+    both = compare(dict(zip("ab", xs)))  # b=None: the symmetric (SYRK) product
+    np.testing.assert_allclose(both.values, plain_matrix(xs, xs), rtol=0, atol=1e-12)

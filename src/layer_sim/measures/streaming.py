@@ -58,7 +58,7 @@ class StreamingLinearCKA:
     ...     _ = acc.update(x[start:start + 300], y[start:start + 300])
     >>> acc.n
     1000
-    >>> from layer_sim.measures._fast import linear_cka_matrix
+    >>> from layer_sim import linear_cka_matrix
     >>> abs(acc.value() - float(linear_cka_matrix([x], [y])[0, 0])) < 1e-12
     True
     """
