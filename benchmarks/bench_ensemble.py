@@ -105,7 +105,9 @@ def run(smoke: bool = False) -> str:
     cfg = SMOKE if smoke else FULL
     load_before = os.getloadavg()[0]
     rows = []
-    for threads, clock in ((None, f"wall, {torch.get_num_threads()} threads"), (1, "CPU time, 1 thread")):
+    n_threads = torch.get_num_threads()
+    wall = f"wall, {n_threads} thread{'s' if n_threads != 1 else ''}"
+    for threads, clock in ((None, wall), (1, "CPU time, 1 thread")):
         for name, widths in cfg["configs"].items():
             r = measure(widths, k=cfg["k"], n=cfg["n"], reps=cfg["reps"], threads=threads)
             rows.append(
