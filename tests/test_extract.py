@@ -72,8 +72,10 @@ def test_unknown_layer_lists_available(mlp):
         extract(mlp, torch.randn(3, 12), layers=["act9"])
     with pytest.raises(UnknownNameError, match="no module of type Conv2d"):
         extract(mlp, torch.randn(3, 12), layers=[nn.Conv2d])
+    reps = extract(mlp, torch.randn(3, 12))
     with pytest.raises(UnknownNameError, match="available: act1"):
-        extract(mlp, torch.randn(3, 12))["nope"]
+        reps["nope"]
+    assert "nope" not in reps and "act1" in reps and reps.get("nope") is None
 
 
 def test_mode_restored_and_eval_used():

@@ -69,6 +69,14 @@ class Representations(Mapping):
                 f"no layer named {name!r}; available: {', '.join(self._data)}"
             ) from None
 
+    # Mapping's mixins detect a missing key through KeyError; ours raises UnknownNameError
+    # (with the available names), so membership and get() go to the dict directly.
+    def __contains__(self, name) -> bool:
+        return name in self._data
+
+    def get(self, name, default=None):
+        return self._data.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
