@@ -42,11 +42,10 @@ _CPU_BACKEND = "numpy"
 
 
 def _gemm_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a.T @ b`` (``a is b`` → a symmetric product computed as SYRK on the NumPy backend)."""
+    """``a.T @ b``; on the NumPy backend, ``a`` and ``b`` viewing the same memory run as SYRK
+    (NumPy detects ``x.T @ x`` from the data pointer and strides: half the flops)."""
     if a.device.type == "cpu" and _CPU_BACKEND == "numpy":
-        an = a.numpy()
-        bn = an if b is a else b.numpy()
-        return torch.from_numpy(an.T @ bn)
+        return torch.from_numpy(a.numpy().T @ b.numpy())
     return a.T @ b
 
 
@@ -98,11 +97,14 @@ class _CoMoments:
     def update(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> None:
         m = xs[0].shape[0]
         rows = max(2, _CHUNK_BYTES // (8 * max(self.off_x[-1], self.off_y[-1])))
+        # One buffer per side for all chunks: fresh pages would be faulted in again for every chunk.
+        device = self.mean_x.device
+        bufs = [torch.empty(min(m, rows) + 1, off[-1], dtype=self.dtype, device=device) for off in (self.off_x, self.off_y)]
         for start in range(0, m, rows):
             stop = min(m, start + rows)
-            self._merge([x[start:stop] for x in xs], [y[start:stop] for y in ys])
+            self._merge([x[start:stop] for x in xs], [y[start:stop] for y in ys], bufs)
 
-    def _centred(self, layers, off, mean):
+    def _centred(self, layers, off, mean, buf):
         """Chunk centred on its own float64 means, in the compute dtype, plus the Chan row.
 
         fp32 mode centres a float64 copy of each layer, then rounds it once into the buffer.
@@ -110,7 +112,7 @@ class _CoMoments:
         ``mean(dtype=)`` ran ~8x slower than these, a measurable share of the GEMM time.)
         """
         m = layers[0].shape[0]
-        buf = torch.empty(m + 1, off[-1], dtype=self.dtype, device=mean.device)
+        buf = buf[: m + 1]
         means = []
         direct = self.dtype == self.acc_dtype
         for layer, s, e in zip(layers, off[:-1], off[1:]):
@@ -123,10 +125,10 @@ class _CoMoments:
         buf[m] = (chunk_mean - mean) * math.sqrt(self.n * m / (self.n + m))
         return buf, chunk_mean
 
-    def _merge(self, xs, ys) -> None:
+    def _merge(self, xs, ys, bufs) -> None:
         m = xs[0].shape[0]
-        bx, mx = self._centred(xs, self.off_x, self.mean_x)
-        by, my = self._centred(ys, self.off_y, self.mean_y)
+        bx, mx = self._centred(xs, self.off_x, self.mean_x, bufs[0])
+        by, my = self._centred(ys, self.off_y, self.mean_y, bufs[1])
         cross = _gemm_tn(bx, by).to(self.acc_dtype)
         selfs = [
             [_gemm_tn(b[:, s:e], b[:, s:e]).to(self.acc_dtype) for s, e in zip(off[:-1], off[1:])]
@@ -170,7 +172,7 @@ def _block_sq_norms(C: torch.Tensor, off_x: Sequence[int], off_y: Sequence[int])
 def _centred_cross_sq_norms(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, precision: str = "fp64"):
     r""":math:`\|X_i^\top Y_j\|_F^2` for every pair of already-centred layers, one GEMM per row chunk.
 
-    ``ys is xs`` computes the symmetric product :math:`X_{cat}^\top X_{cat}` (SYRK, half the flops).
+    ``ys is xs`` computes the symmetric product :math:`X_{cat}^\top X_{cat}` from one buffer (SYRK).
     """
     same = ys is xs
     off_x = _offsets([x.shape[1] for x in xs])
