@@ -37,7 +37,7 @@ _CHUNK_BYTES = 256 * 2**20
 
 # CPU GEMM backend, chosen by measurement (benchmarks/run.py "GEMM bound" table): on the 2-core AMD
 # EPYC we benchmark on, NumPy's OpenBLAS ran the large cross GEMM faster than torch's MKL, and
-# NumPy's ``a.T @ a`` dispatches to SYRK (half the flops). Other devices and autograd use torch.
+# NumPy's ``a.T @ a`` dispatches to SYRK (half the flops). Other devices use torch.
 _CPU_BACKEND = "numpy"
 
 
