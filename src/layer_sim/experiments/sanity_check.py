@@ -229,7 +229,8 @@ def sanity_check(
     """Train or reuse ``nets`` MLPs and run layer identification for every index in ``rows``.
 
     Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.train.DEFAULT_CONFIG`) with
-    seed *k*; checkpoints are reused from ``cache_dir`` when their config key and seed match.
+    seed *k*; checkpoints are reused from ``cache_dir`` when their config key and seed match, and
+    the missing ones are trained together by :func:`layer_sim.ensemble.train_or_load_ensemble`.
     Representations (post-activation of every hidden layer; logits excluded from identification,
     as in the paper) are taken on a fixed random subset of ``examples`` MNIST test images
     (``torch.randperm(10000)`` with generator seed 0), more than any layer width so that CCA is
@@ -266,6 +267,7 @@ def sanity_check(
     -------
     SanityCheckResult
     """
+    from layer_sim.ensemble import train_or_load_ensemble
     from layer_sim.train import DEFAULT_CONFIG, load_data, train_or_load
 
     config = DEFAULT_CONFIG if config is None else config
@@ -293,19 +295,17 @@ def sanity_check(
     idx = torch.randperm(len(test[0]), generator=torch.Generator().manual_seed(0))[:examples]
     probe = test[0][idx]
 
-    def get_net(cfg, seed):
-        ckpt = train_or_load(cfg, seed, cache_dir=cache_dir, data=(train, test), device=device,
-                             progress=progress)
+    def report(cfg, seed, ckpt):
         how = "reused" if ckpt.meta.get("reused") else "trained"
         acc = ckpt.meta["metrics"]["test_accuracy"]
         say(f"network {list(cfg.widths)} seed {seed}: {how}, test accuracy {100 * acc:.2f}%")
         return ckpt.model, acc
 
-    models, accs = [], []
-    for seed in range(nets):
-        model, acc = get_net(config, seed)
-        models.append(model)
-        accs.append(acc)
+    # The missing seeds are trained together as one batched ensemble (same networks as one by
+    # one, to floating-point rounding), which uses a CPU better than N small sequential fits.
+    ckpts = train_or_load_ensemble(config, list(range(nets)), cache_dir=cache_dir, data=(train, test),
+                                   device=device, progress=progress)
+    models, accs = zip(*(report(config, seed, ckpt) for seed, ckpt in enumerate(ckpts)))
     timings["train_or_load"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -327,7 +327,8 @@ def sanity_check(
     comparisons = []
     for name, widths in architectures.items():
         cfg = dataclasses.replace(config, widths=tuple(widths))
-        other, acc = get_net(cfg, 0)
+        other, acc = report(cfg, 0, train_or_load(cfg, 0, cache_dir=cache_dir, data=(train, test),
+                                                  device=device, progress=progress))
         other_reps = extract(other, probe, device=device)
         mats = tuple(
             dataclasses.replace(
