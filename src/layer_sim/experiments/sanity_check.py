@@ -319,8 +319,9 @@ def sanity_check(
         t = time.perf_counter()
         res = layer_identification(reps, row.measure, device=device, progress=progress, **row.params)
         results.append(RowResult(row, res, time.perf_counter() - t))
-        se = "" if res.stderr is None else f" ± {100 * res.stderr:.1f}"
-        say(f"{row.label}: {100 * res.accuracy:.1f}%{se} ({results[-1].seconds:.1f} s)")
+        rec = results[-1].record()  # print the rounded values the table shows
+        se = "" if rec["stderr"] is None else f" ± {rec['stderr']:.1f}"
+        say(f"{row.label}: {rec['accuracy']:.1f}%{se} ({results[-1].seconds:.1f} s)")
     timings["identification"] = sum(r.seconds for r in results)
 
     t2 = time.perf_counter()
