@@ -2,7 +2,7 @@
 
 Small MLPs leave a CPU mostly idle: each optimizer step of :func:`~layer_sim.train.fit` is a
 handful of small GEMMs plus Python and autograd overhead. Stacking the :math:`K` members' weights
-into ``(K, d_out, d_in)`` tensors turns the :math:`K` forward/backward passes into one pass of
+into ``(K, d_in, d_out)`` tensors turns the :math:`K` forward/backward passes into one pass of
 block-batched matrix products (``torch.baddbmm``), and the :math:`K` optimizer steps into one step
 on stacked tensors. Nothing couples the members: member :math:`k` sees its own initial weights,
 its own shuffling and augmentation stream (seeded with ``seeds[k]``) and its own gradients, and
