@@ -8,7 +8,8 @@ import torch
 from _toy_measures import batched_toy_cka, toy_cka, toy_r2
 
 from layer_sim.compare import SimilarityMatrix, compare
-from layer_sim.errors import InputError, UnknownNameError
+from layer_sim import linear_hsic
+from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 
 
 def _layers(seed, widths=(3, 5, 4), n=30):
@@ -154,3 +155,20 @@ def test_registry_measures_equal_direct_calls(name, params):
     assert s.measure == name and s.params == dict(m.params)
     want = np.array([[m(a[r], b[c]) for c in b] for r in a])
     np.testing.assert_allclose(s.values, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("measure", ["linear_cka", "rbf_cka", "cca_rho", "svcca_rho", "pwcca", "procrustes"])
+def test_a_dead_layer_is_named_in_the_error(measure):
+    # An all-zero (dead ReLU) layer makes every normalised index undefined; the error must say
+    # which layer, since "y is constant" is useless in a 6 x 6 comparison.
+    rng = np.random.default_rng(0)
+    reps = {"act1": rng.standard_normal((40, 5)), "act2": np.zeros((40, 3))}
+    with pytest.raises(DegenerateInputError, match=f"{measure}: layer 'act2' is constant"):
+        compare(reps, measure=measure)
+
+
+def test_linear_hsic_of_a_dead_layer_is_zero_as_for_the_direct_call():
+    rng = np.random.default_rng(0)
+    reps = {"act1": rng.standard_normal((40, 5)), "act2": np.zeros((40, 3))}
+    s = compare(reps, measure="linear_hsic")
+    assert s.values[0, 1] == s.values[1, 0] == linear_hsic(reps["act1"], reps["act2"]) == 0.0

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from layer_sim.errors import InputError, UnknownNameError
+from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 from layer_sim.measures import Measure, get
 
 __all__ = ["SimilarityMatrix", "LayerIdentification", "compare", "layer_identification"]
@@ -395,9 +395,15 @@ def _prepare_all(m: Measure, layers: Mapping, device) -> list:
         if device is not None:
             x = torch.as_tensor(x).to(device)
         try:
-            out.append(m.prepare(x))
+            state = m.prepare(x)
         except InputError as exc:
             raise type(exc)(f"layer {name!r}: {exc}") from exc
+        # Scoring would only say "x" or "y"; here we still know which layer it is (dead ReLU
+        # layers are constant, and common).
+        reason = getattr(state, "degenerate", None)  # optional for user-registered measures
+        if reason is not None:
+            raise DegenerateInputError(f"{m.name}: layer {name!r} {reason}")
+        out.append(state)
     return out
 
 

@@ -44,6 +44,9 @@ def is_constant(xc_norm: torch.Tensor, x_norm: torch.Tensor, n: int, p: int) -> 
     return bool(xc_norm <= rank_rtol(n, p, xc_norm.dtype) * x_norm)
 
 
+CONSTANT_REASON = "is constant (zero variance after centring, rank 0)"
+
+
 @dataclass(frozen=True)
 class SVDState:
     """Thin SVD ``X_c ~= u @ diag(s) @ vt`` of a centred representation, cut at the rank tolerance.
@@ -61,6 +64,11 @@ class SVDState:
     @property
     def rank(self) -> int:
         return self.s.numel()
+
+    @property
+    def degenerate(self) -> str | None:
+        """Why no measure can use this representation, or None (the prepared-state protocol)."""
+        return CONSTANT_REASON if self.rank == 0 else None
 
     def truncate(self, r: int) -> SVDState:
         """The state of the best rank-``r`` approximation (top ``r`` singular directions)."""

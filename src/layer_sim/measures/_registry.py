@@ -29,7 +29,9 @@ class Measure:
     name : str
         Registry name, e.g. ``"linear_cka"``.
     prepare_fn : callable
-        Trusted kernel: checked ``(n, p)`` float64 tensor -> prepared state (must expose ``.n``).
+        Trusted kernel: checked ``(n, p)`` float64 tensor -> prepared state. A state exposes
+        ``.n`` (examples) and may expose ``.degenerate`` (None, or why the representation is
+        unusable, e.g. "is constant ..."), so callers that know the layer's name can report it.
     score_fn : callable
         Trusted kernel: two prepared states -> 0-d tensor.
     symmetric : bool

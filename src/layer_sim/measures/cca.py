@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
-from layer_sim.measures._linalg import SVDState, center, is_constant, svd_state
+from layer_sim.measures._linalg import CONSTANT_REASON, SVDState, center, is_constant, svd_state
 from layer_sim.measures._registry import Measure, get, register
 from layer_sim.measures._validation import check_pair
 
@@ -58,10 +58,9 @@ def _prepare_basis(X: torch.Tensor) -> SVDState:
 def _require_variation(fn: str, a, b) -> None:
     """Name the constant input; prepare cannot, because it does not know which side it is."""
     for side, state in (("x", a), ("y", b)):
-        if state.rank == 0:
+        if state.degenerate is not None:
             raise DegenerateInputError(
-                f"{fn}: {side} is constant (zero variance after centring, rank 0); "
-                "the measure needs at least one varying feature"
+                f"{fn}: {side} {state.degenerate}; the measure needs at least one varying feature"
             )
 
 
@@ -162,6 +161,10 @@ class _ProcrustesState:
     f: torch.Tensor
     norm: torch.Tensor
     rank: int
+
+    @property
+    def degenerate(self) -> str | None:
+        return CONSTANT_REASON if self.rank == 0 else None
 
 
 @register("procrustes")

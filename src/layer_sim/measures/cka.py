@@ -344,8 +344,10 @@ def _linear_state(
         state = LinearState(n, Xc, None, Xc.square().sum(dim=1) if unbiased else None, None, None)
     else:
         state = LinearState(n, None, k.centre_gram(Xc @ Xc.T, unbiased), None, None, None)
+    if not normalise:  # unnormalised HSIC is well defined (0) for a constant representation
+        return state
     reason = k.constant_reason(X, Xc)
-    if not normalise or reason is not None:
+    if reason is not None:
         return replace(state, degenerate=reason)
     self_hsic = _linear_cross(state, state, unbiased)
     # The U-centred Gram vanishes when K is additive off the diagonal (K_ij = f_i + f_j + c),
