@@ -1,6 +1,6 @@
 """layer_sim benchmark suite (issue 6): prints Markdown tables for W1-W5 and the GEMM bound.
 
-    python benchmarks/run.py            # full run (about 10-15 min on 2 quiet cores)
+    python benchmarks/run.py            # full run (est. 12-18 min on 2 quiet cores; 37 min measured under load)
     python benchmarks/run.py --smoke    # tiny sizes, no peers, in-process, seconds (run by the tests)
     python benchmarks/run.py --only gemm,w1 --no-peers
 
