@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from layer_sim.data import load_mnist, mnist_dir
+from layer_sim._io import atomic_write
 from layer_sim.data import mnist as mnist_mod
 from layer_sim.errors import ConfigError, DataError
 
@@ -183,9 +184,9 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mnist_mod.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
-        mnist_mod._atomic_write(tmp_path / "f.gz", b"abc")
+        atomic_write(tmp_path / "f.gz", lambda fh: fh.write(b"abc"))
     assert list(tmp_path.iterdir()) == []
 
 

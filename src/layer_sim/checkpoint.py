@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from layer_sim._io import atomic_write
 from layer_sim.errors import ConfigError, DataError
 from layer_sim.models import MLP
 
@@ -62,8 +61,8 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
     }
     text = json.dumps(full, indent=2, sort_keys=True, allow_nan=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic(directory / _WEIGHTS, lambda fh: torch.save(state, fh))
-    _atomic(directory / _META, lambda fh: fh.write(text.encode()))
+    atomic_write(directory / _WEIGHTS, lambda fh: torch.save(state, fh))
+    atomic_write(directory / _META, lambda fh: fh.write(text.encode()))
     return directory
 
 
@@ -94,19 +93,6 @@ def load_checkpoint(directory, *, map_location: str | torch.device | None = None
     if map_location is not None:
         model.to(map_location)
     return Checkpoint(model.eval(), meta)
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _version() -> str:

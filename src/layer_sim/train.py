@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from layer_sim.checkpoint import Checkpoint, _atomic, load_checkpoint, save_checkpoint
+from layer_sim._io import atomic_write
+from layer_sim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import DEFAULT_WIDTHS, MLP
 
@@ -667,5 +668,5 @@ def train_seeds(
     summary = summarize(accs, threshold=threshold) if len(set(accs)) > 1 else None
     result = SeedsResult(config, seeds, accs, secs, reused, summary)
     text = json.dumps(result.to_dict(), indent=2)
-    _atomic(output / "summary.json", lambda fh: fh.write(text.encode()))
+    atomic_write(output / "summary.json", lambda fh: fh.write(text.encode()))
     return result

@@ -6,7 +6,6 @@ import functools
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from layer_sim._io import atomic_write
 from layer_sim.errors import ConfigError, DataError
 
 __all__ = ["load_mnist", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
@@ -149,7 +149,7 @@ def _locate(root: Path, stem: str, *, download: bool) -> Path:
             errors.append(f"{mirror}: {exc}")
             continue
         _check_sha(target.name, payload, source=mirror + target.name)
-        _atomic_write(target, payload)
+        atomic_write(target, lambda fh: fh.write(payload))
         return target
     raise DataError(
         f"MNIST file {target.name} not found in {root} and could not be downloaded "
@@ -161,20 +161,6 @@ def _fetch(url: str) -> bytes:
     """Bytes at ``url``; tests replace this function so they never touch the network."""
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_sha(name: str, payload: bytes, *, source: str) -> None:
