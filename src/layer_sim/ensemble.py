@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from layer_sim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from layer_sim.checkpoint import Checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import MLP
 from layer_sim.train import (
