@@ -421,7 +421,7 @@ def test_svcca_variance_out_of_range(variance):
 
 
 def test_docstring_examples_run():
-    for mod in ("layer_sim.measures.cca", "layer_sim.measures.streaming_cca"):
+    for mod in ("layer_sim.measures._cca", "layer_sim.measures.streaming_cca"):
         result = doctest.testmod(importlib.import_module(mod))
         assert result.attempted > 0 and result.failed == 0, mod
     assert layer_sim.StreamingCCA is StreamingCCA

@@ -23,7 +23,7 @@ from layer_sim import (
     minibatch_cka,
     rbf_cka,
 )
-from layer_sim.measures import _kernels, cka as cka_module, get
+from layer_sim.measures import _kernels, _cka as cka_module, get
 
 FEW = settings(max_examples=20, deadline=None)
 

@@ -89,12 +89,12 @@ def test_matrix_fn_on_prepared_states_equals_score(name, normalise):
     ys = relu_layers(300, (10, 6, 30), 10)
     pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
     for a, b in ((pa, pb), (pa, pa)):  # cross GEMM, and the symmetric (SYRK) case
-        got = _fast.linear_state_matrix(a, b, score=m.score, normalise=normalise).numpy()
+        got = _fast.linear_state_matrix(a, b, name=name, score=m.score, normalise=normalise).numpy()
         want = np.array([[float(m.score(s, t)) for t in b] for s in a])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     if normalise:
         np.testing.assert_allclose(
-            _fast.linear_state_matrix(pa, pb, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
+            _fast.linear_state_matrix(pa, pb, name=name, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
         )
 
 
@@ -128,3 +128,16 @@ def test_compare_uses_matrix_fn_and_matches_plain_loop():
     np.testing.assert_allclose(s.values, plain_matrix(xs, ys), rtol=0, atol=1e-12)
     both = compare(dict(zip("ab", xs)))  # b=None: the symmetric (SYRK) product
     np.testing.assert_allclose(both.values, plain_matrix(xs, xs), rtol=0, atol=1e-12)
+
+
+def test_excursion_beyond_rounding_raises_instead_of_being_clamped():
+    # CKA <= 1 by Cauchy-Schwarz; a kernel bug that broke it must not hide behind the clamp.
+    from layer_sim.errors import DegenerateInputError
+    from layer_sim.measures._kernels import normalised
+
+    one = torch.tensor([[1.0]], dtype=torch.float64)
+    assert float(normalised("t", one * (1 + 1e-12), one, one)) == 1.0  # rounding: clipped
+    with pytest.raises(DegenerateInputError, match="outside"):
+        normalised("t", one * 1.001, one, one)
+    # products computed in float32 are allowed float32 rounding, not float64's
+    assert float(normalised("t", one * (1 + 1e-6), one, one, rounding=torch.float32)) == 1.0

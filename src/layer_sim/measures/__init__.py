@@ -3,7 +3,7 @@
 from layer_sim.measures._registry import Measure, available, get, register
 from layer_sim.measures._fast import linear_cka_matrix
 from layer_sim.measures.streaming import StreamingLinearCKA
-from layer_sim.measures.cca import (
+from layer_sim.measures._cca import (
     STATISTICS,
     canonical_correlations,
     cca,
@@ -12,7 +12,7 @@ from layer_sim.measures.cca import (
     pwcca,
     svcca,
 )
-from layer_sim.measures.cka import linear_cka, linear_hsic, minibatch_cka, rbf_cka
+from layer_sim.measures._cka import linear_cka, linear_hsic, minibatch_cka, rbf_cka
 from layer_sim.measures.streaming_cca import StreamingCCA
 
 __all__ = [

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
+from layer_sim.measures._kernels import normalised
 from layer_sim.measures._validation import accumulation_dtype, as_matrix
 
 __all__ = ["linear_cka_matrix", "PRECISIONS"]
@@ -156,8 +157,7 @@ class _CoMoments:
         H, hx, hy = self.hsic_parts()
         _check_variance(hx, names_x, fn)
         _check_variance(hy, names_y, fn)
-        # CKA <= 1 by Cauchy-Schwarz; the clamp only removes rounding-level excursions.
-        return (H / torch.sqrt(torch.outer(hx, hy))).clamp(0.0, 1.0)
+        return normalised(fn, H, hx[:, None], hy[None, :], rounding=self.dtype)
 
 
 def _block_sq_norms(C: torch.Tensor, off_x: Sequence[int], off_y: Sequence[int]) -> torch.Tensor:
@@ -196,7 +196,7 @@ def _centred_cross_sq_norms(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tenso
     return _block_sq_norms(C, off_x, off_y)
 
 
-def linear_state_matrix(pa: list, pb: list, *, score, normalise: bool) -> torch.Tensor:
+def linear_state_matrix(pa: list, pb: list, *, name: str, score, normalise: bool) -> torch.Tensor:
     """``Measure.matrix_fn`` for ``linear_cka`` / ``linear_hsic`` on prepared linear states.
 
     Equal to ``score(a, b)`` for every pair; when every state is on the feature route (centred
@@ -213,8 +213,7 @@ def linear_state_matrix(pa: list, pb: list, *, score, normalise: bool) -> torch.
         return H / (pa[0].n - 1) ** 2
     self_a = torch.stack([s.self_hsic for s in pa])
     self_b = torch.stack([s.self_hsic for s in pb])
-    # In [0, 1] by Cauchy-Schwarz; the clamp only removes rounding-level excursions.
-    return (H / torch.sqrt(torch.outer(self_a, self_b))).clamp(0.0, 1.0)
+    return normalised(name, H, self_a[:, None], self_b[None, :])
 
 
 def _check_variance(h: torch.Tensor, names: Sequence[str], fn: str) -> None:
@@ -351,7 +350,7 @@ def _cka_matrix(X, Y, *, precision: str, names_x, names_y, fn: str) -> torch.Ten
         H, hx, hy = _gram_route_parts(X, Y, precision)
         _check_variance(hx, names_x, fn)
         _check_variance(hy, names_y, fn)
-        return (H / torch.sqrt(torch.outer(hx, hy))).clamp(0.0, 1.0)
+        return normalised(fn, H, hx[:, None], hy[None, :], rounding=PRECISIONS[precision])
     acc = _CoMoments(wx, wy, precision=precision, device=X[0].device)
     acc.update(X, Y)
     return acc.cka(names_x, names_y, fn=fn)

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import torch
 
+from layer_sim.errors import DegenerateInputError
+
 # Elements per row block of an n x n matrix in the blockwise paths (64 MiB in float64): large
 # enough for GEMM efficiency, small enough that a handful of live blocks stays far below 1 GB.
 BLOCK_ELEMENTS = 2**23
@@ -23,6 +25,28 @@ MEDIAN_SAMPLE = 2**16
 def centre(X: torch.Tensor) -> torch.Tensor:
     """Subtract the column means."""
     return X - X.mean(dim=0, keepdim=True)
+
+
+def normalised(
+    name: str, cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor, *, lower: float = 0.0,
+    rounding: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``cross / sqrt(self_x * self_y)`` (elementwise, broadcasting), in ``[lower, 1]``.
+
+    The bound holds exactly by Cauchy-Schwarz, so only rounding can cross it: excursions up to
+    ``sqrt(eps)`` of ``rounding`` (the dtype the products were computed in; default the result's)
+    are clipped, and a larger one raises instead of being hidden by a clamp.
+    """
+    value = cross / torch.sqrt(self_x * self_y)
+    tol = math.sqrt(torch.finfo(rounding or value.dtype).eps)
+    v = value.detach()
+    outside = ~((v >= lower - tol) & (v <= 1 + tol))  # also catches NaN
+    if outside.any():
+        raise DegenerateInputError(
+            f"{name}: value {float(v[outside][0])!r} lies outside [{lower:g}, 1] by more than rounding ({tol:.1e}); "
+            "the representations are too close to degenerate for this estimator"
+        )
+    return value.clamp(lower, 1.0)
 
 
 def constant_reason(X: torch.Tensor, Xc: torch.Tensor) -> str | None:

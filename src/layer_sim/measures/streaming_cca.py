@@ -9,7 +9,7 @@ import torch
 from layer_sim.errors import InputError
 from layer_sim.measures._linalg import center, svd_state
 from layer_sim.measures._validation import check_pair
-from layer_sim.measures.cca import _check_statistic, _correlations, _require_variation, _summarise
+from layer_sim.measures._cca import _check_statistic, _correlations, _require_variation, _summarise
 
 __all__ = ["StreamingCCA"]
 

@@ -274,20 +274,6 @@ def _rank_floor(n: int, dtype: torch.dtype) -> float:
     return 64 * n * torch.finfo(dtype).eps
 
 
-def _normalised(name: str, cross: torch.Tensor, self_x: torch.Tensor, self_y: torch.Tensor, lower: float):
-    """``cross / sqrt(self_x * self_y)`` (elementwise), clipped to [lower, 1] for rounding-level excursions only."""
-    value = cross / torch.sqrt(self_x * self_y)
-    tol = math.sqrt(torch.finfo(value.dtype).eps)
-    v = value.detach()
-    outside = ~((v >= lower - tol) & (v <= 1 + tol))  # also catches NaN
-    if outside.any():
-        raise DegenerateInputError(
-            f"{name}: value {float(v[outside][0])!r} lies outside [{lower:g}, 1] by more than rounding ({tol:.1e}); "
-            "the representations are too close to degenerate for this estimator"
-        )
-    return value.clamp(lower, 1.0)
-
-
 def _raise_if_degenerate(name: str, **states) -> None:
     """Raise for the first prepared state (keyword = the side it came from) that has no variance."""
     for label, state in states.items():
@@ -374,7 +360,7 @@ def _linear_cross(px: LinearState, py: LinearState, unbiased: bool) -> torch.Ten
 def _linear_cka_score(px: LinearState, py: LinearState, *, name: str, unbiased: bool) -> torch.Tensor:
     _raise_if_degenerate(name, x=px, y=py)
     cross = _linear_cross(px, py, unbiased)
-    return _normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if unbiased else 0.0)
+    return k.normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if unbiased else 0.0)
 
 
 def _linear_hsic_score(px: LinearState, py: LinearState) -> torch.Tensor:
@@ -390,7 +376,7 @@ def _linear_cka_measure(name: str, unbiased: bool) -> Measure:
         symmetric=True,
         min_n=4 if unbiased else 2,
         # all layer pairs from one concatenated GEMM (biased estimator only)
-        matrix_fn=None if unbiased else partial(linear_state_matrix, score=score, normalise=True),
+        matrix_fn=None if unbiased else partial(linear_state_matrix, name=name, score=score, normalise=True),
     )
 
 
@@ -412,7 +398,7 @@ def _linear_hsic_factory() -> Measure:
         score_fn=_linear_hsic_score,
         symmetric=True,
         min_n=2,
-        matrix_fn=partial(linear_state_matrix, score=_linear_hsic_score, normalise=False),
+        matrix_fn=partial(linear_state_matrix, name="linear_hsic", score=_linear_hsic_score, normalise=False),
     )
 
 
@@ -502,7 +488,7 @@ def _rbf_cka_score(px: RBFState, py: RBFState, *, name: str) -> torch.Tensor:
         k.symmetric_block_dot(_rbf_centred_block(px, s, e), _rbf_centred_block(py, s, e))
         for s, e in k.row_blocks(px.n, rows)
     )
-    return _normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if px.unbiased else 0.0)
+    return k.normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if px.unbiased else 0.0)
 
 
 def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> torch.Tensor:
@@ -523,7 +509,7 @@ def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> tor
         cross = cross + 2 * A.flatten(1) @ B.flatten(1).T - A[:, :, :lead].flatten(1) @ B[:, :, :lead].flatten(1).T
     self_a = torch.stack([st.self_hsic for st in pa])
     self_b = torch.stack([st.self_hsic for st in pb])
-    return _normalised(name, cross, self_a[:, None], self_b[None, :], lower=-1.0 if pa[0].unbiased else 0.0)
+    return k.normalised(name, cross, self_a[:, None], self_b[None, :], lower=-1.0 if pa[0].unbiased else 0.0)
 
 
 @register("rbf_cka")
@@ -588,7 +574,7 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
 def _minibatch_cka_score(px: MinibatchState, py: MinibatchState) -> torch.Tensor:
     _raise_if_degenerate("minibatch_cka", x=px, y=py)
     cross = sum(k.frobenius_dot(gx, gy) for gx, gy in zip(px.grams, py.grams))
-    return _normalised("minibatch_cka", cross, px.self_hsic, py.self_hsic, lower=-1.0)
+    return k.normalised("minibatch_cka", cross, px.self_hsic, py.self_hsic, lower=-1.0)
 
 
 @register("minibatch_cka")
