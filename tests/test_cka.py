@@ -450,12 +450,17 @@ def test_option_errors():
 
 
 def test_excursions_beyond_rounding_raise_instead_of_clipping():
+    # Shared by the per-pair routes and the all-pairs kernel (_fast).
     one = torch.tensor(1.0, dtype=torch.float64)
-    assert float(cka_module._normalised("m", one + 1e-12, one, one, lower=0.0)) == 1.0  # rounding: clipped
+    assert float(_kernels.normalised("m", one + 1e-12, one, one, lower=0.0)) == 1.0  # rounding: clipped
     with pytest.raises(DegenerateInputError, match=r"value 1.001 lies outside \[0, 1\] by more than rounding"):
-        cka_module._normalised("m", one + 1e-3, one, one, lower=0.0)
+        _kernels.normalised("m", one + 1e-3, one, one, lower=0.0)
     with pytest.raises(DegenerateInputError, match="value nan lies outside"):
-        cka_module._normalised("m", torch.tensor([0.5, float("nan")], dtype=torch.float64), one, one, lower=0.0)
+        _kernels.normalised("m", torch.tensor([0.5, float("nan")], dtype=torch.float64), one, one, lower=0.0)
+    # products computed in float32 (the fp32 fast path) are allowed float32 rounding, not float64's
+    assert float(_kernels.normalised("m", one + 1e-6, one, one, rounding=torch.float32)) == 1.0
+    with pytest.raises(DegenerateInputError):
+        _kernels.normalised("m", one + 1e-6, one, one)
 
 
 def test_docstring_examples():
