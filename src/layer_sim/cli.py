@@ -98,7 +98,7 @@ def sanity_check_cmd(
 
     console = Console()
     result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
-                          cache_dir=cache_dir, progress=console.is_terminal, log=console.print)
+                          cache_dir=cache_dir, progress=sys.stdout.isatty(), log=console.print)
     written = result.write(output)
     accs = [100 * a for a in result.test_accuracies]
     table = Table(title=f"Layer identification, {result.nets} MLPs {list(result.widths)} on {result.examples} MNIST test examples")
