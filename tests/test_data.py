@@ -136,6 +136,7 @@ def test_missing_and_offline_gives_one_line_hint(tmp_path, monkeypatch):
     assert "\n" not in msg
     assert "t10k-images-idx3-ubyte.gz not found in " + str(tmp_path) in msg
     assert "LAYER_SIM_DATA" in msg and "could not be downloaded" in msg
+    assert "--data-dir" in msg  # the CLI users' way to point at the files
     assert list(tmp_path.iterdir()) == []
 
 

@@ -136,7 +136,7 @@ def _locate(root: Path, stem: str, *, download: bool) -> Path:
             return root / name
     target = root / (stem + ".gz")
     hint = (
-        f"put the MNIST IDX files ({stem}.gz etc.) in {root}, or pass data_dir= / set "
+        f"put the MNIST IDX files ({stem}.gz etc.) in {root}, or point data_dir= (CLI: --data-dir) or "
         f"{_ENV} to the folder holding them"
     )
     if not download:
