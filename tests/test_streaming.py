@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layer_sim import StreamingLinearCKA
-from layer_sim.errors import DegenerateInputError, InputError
+from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 
 
 def plain_cka(x, y):
@@ -106,5 +106,5 @@ def test_errors():
     assert acc.n == 1  # rejected batches leave the state untouched
     with pytest.raises(DegenerateInputError, match="zero variance"):
         StreamingLinearCKA().update(np.ones((10, 3)), y[:10]).value()
-    with pytest.raises(InputError, match="precision"):
+    with pytest.raises(UnknownNameError, match="StreamingLinearCKA: unknown precision 'half'"):
         StreamingLinearCKA(precision="half")

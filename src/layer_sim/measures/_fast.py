@@ -50,6 +50,12 @@ def _gemm_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.T @ b
 
 
+def check_precision(precision: str, fn: str) -> None:
+    """The one check of a ``precision=`` option (the accumulator below trusts it)."""
+    if precision not in PRECISIONS:
+        raise UnknownNameError(f"{fn}: unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+
+
 def _offsets(widths: Sequence[int]) -> list[int]:
     return [0, *np.cumsum(widths).tolist()]
 
@@ -74,8 +80,6 @@ class _CoMoments:
     """
 
     def __init__(self, widths_x: Sequence[int], widths_y: Sequence[int], *, precision: str, device):
-        if precision not in PRECISIONS:
-            raise UnknownNameError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
         self.widths_x, self.widths_y = tuple(widths_x), tuple(widths_y)
         self.off_x, self.off_y = _offsets(self.widths_x), _offsets(self.widths_y)
         self.acc_dtype = accumulation_dtype(torch.device(device))
@@ -318,8 +322,7 @@ def linear_cka_matrix(xs, ys, *, precision: str = "fp64"):
     ((2, 2), 1.0, 1.0)
     """
     fn = "linear_cka_matrix"
-    if precision not in PRECISIONS:
-        raise UnknownNameError(f"{fn}: unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    check_precision(precision, fn)
     names_x, raw_x = _as_layers(xs, side="xs", fn=fn)
     names_y, raw_y = _as_layers(ys, side="ys", fn=fn)
     numpy_out = not any(isinstance(t, torch.Tensor) for t in (*raw_x, *raw_y))

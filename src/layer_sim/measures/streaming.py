@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from layer_sim.errors import InputError
-from layer_sim.measures._fast import PRECISIONS, _CoMoments
+from layer_sim.measures._fast import _CoMoments, check_precision
 from layer_sim.measures._validation import as_matrix, to_output
 
 __all__ = ["StreamingLinearCKA"]
@@ -66,10 +66,7 @@ class StreamingLinearCKA:
     _fn = "StreamingLinearCKA"
 
     def __init__(self, *, precision: str = "fp64"):
-        if precision not in PRECISIONS:
-            raise InputError(
-                f"{self._fn}: unknown precision {precision!r}; available: {', '.join(PRECISIONS)}"
-            )
+        check_precision(precision, self._fn)
         self.precision = precision
         self.names_x: tuple[str, ...] | None = None
         self.names_y: tuple[str, ...] | None = None
