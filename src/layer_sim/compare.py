@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from layer_sim._io import atomic_write
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 from layer_sim.measures import Measure, get
 
@@ -86,11 +87,12 @@ class SimilarityMatrix:
         """Write to ``.csv`` (top-left cell holds the measure title) or ``.json``; returns the path."""
         path = Path(path)
         if path.suffix == ".csv":
-            self.to_frame().to_csv(path, index_label=self.title)
+            text = self.to_frame().to_csv(index_label=self.title)
         elif path.suffix == ".json":
-            path.write_text(json.dumps(self._to_json(), indent=1))
+            text = json.dumps(self._to_json(), indent=1)
         else:
             raise UnknownNameError(f"SimilarityMatrix.save: unknown suffix {path.suffix!r}; use .csv or .json")
+        atomic_write(path, lambda fh: fh.write(text.encode()))
         return path
 
     @classmethod

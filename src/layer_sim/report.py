@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from layer_sim._io import atomic_write
 
 __all__ = ["markdown_table", "write_table"]
 
@@ -35,18 +38,19 @@ def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
     header row with the column keys and empty cells for ``None``.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     columns = list(columns if columns is not None else (records[0] if records else []))
-    md = directory / f"{stem}.md"
-    md.write_text(markdown_table(records, columns=columns, headers=headers, digits=digits))
-    path_csv = directory / f"{stem}.csv"
-    with path_csv.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([{c: ("" if r.get(c) is None else r.get(c)) for c in columns} for r in records])
-    path_json = directory / f"{stem}.json"
-    path_json.write_text(json.dumps([dict(r) for r in records], indent=1, allow_nan=False))
-    return [md, path_csv, path_json]
+    table_csv = io.StringIO(newline="")
+    writer = csv.DictWriter(table_csv, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows([{c: ("" if r.get(c) is None else r.get(c)) for c in columns} for r in records])
+    texts = {
+        directory / f"{stem}.md": markdown_table(records, columns=columns, headers=headers, digits=digits),
+        directory / f"{stem}.csv": table_csv.getvalue(),
+        directory / f"{stem}.json": json.dumps([dict(r) for r in records], indent=1, allow_nan=False),
+    }
+    for path, text in texts.items():
+        atomic_write(path, lambda fh, text=text: fh.write(text.encode()))
+    return list(texts)
 
 
 def _cell(value, digits: int) -> str:
