@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from layer_sim.train import (
     train_or_load,
 )
 
-REAL = os.environ.get("LAYER_SIM_DATA")
 
 
 def _blobs(n=256, d=20, k=3, seed=0):
@@ -61,13 +59,11 @@ def test_fit_does_not_use_the_global_rng():
     assert _same(a, b)
 
 
-# Outside CI a checkout without the shared data may skip; in CI (CI=true) a missing copy must fail.
-@pytest.mark.skipif(REAL is None and not os.environ.get("CI"), reason="LAYER_SIM_DATA (real MNIST files) not set")
 def test_really_learns_mnist_from_2000_examples():
     from layer_sim.data import load_mnist
 
-    x, y = load_mnist("train", REAL)
-    xt, yt = load_mnist("test", REAL)
+    x, y = load_mnist("train")
+    xt, yt = load_mnist("test")
     train, test = (x[:2000], y[:2000]), (xt[:2000], yt[:2000])
     net = MLP((784, 256, 256, 256, 256, 10), seed=0)
     # +-2 px shifts matter with 2k examples: without them test accuracy saturates near 88%.
