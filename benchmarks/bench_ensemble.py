@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from layer_sim.ensemble import fit_ensemble
+from layer_sim.training.ensemble import fit_ensemble
 from layer_sim.models import DEFAULT_WIDTHS, MLP
-from layer_sim.train import DEFAULT_CONFIG, fit
+from layer_sim.training.loop import DEFAULT_CONFIG, fit
 
 SMALL_WIDTHS = (784, 64, 64, 64, 64, 10)
 FULL = {"k": 10, "n": 6400, "reps": 3, "configs": {"default": DEFAULT_WIDTHS, "small": SMALL_WIDTHS}}

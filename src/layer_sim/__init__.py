@@ -11,13 +11,13 @@ from layer_sim.errors import (
     LayerSimError,
     UnknownNameError,
 )
-from layer_sim.compare import LayerIdentification, SimilarityMatrix, compare, layer_identification
-from layer_sim.extract import Representations, extract
+from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
+from layer_sim.representations import Representations, extract
 from layer_sim.data import load_mnist
 from layer_sim.models import MLP
-from layer_sim.checkpoint import load_checkpoint, save_checkpoint
-from layer_sim.train import TrainConfig, fit, train_or_load
-from layer_sim.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
+from layer_sim.training import load_checkpoint, save_checkpoint
+from layer_sim.training import TrainConfig, fit, train_or_load
+from layer_sim.training import fit_ensemble, train_ensemble, train_or_load_ensemble
 from layer_sim.measures import (
     StreamingCCA,
     StreamingLinearCKA,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from layer_sim import settings
 from layer_sim._io import atomic_write
 from layer_sim.errors import ConfigError, DataError
 
@@ -44,7 +45,7 @@ MIRRORS: tuple[str, ...] = (
 )
 
 _MAGIC = {"images": 2051, "labels": 2049}  # IDX: 0x0000 08 (ubyte) 03 / 01 (number of dims)
-_ENV = "LAYER_SIM_DATA"
+_ENV = settings.DATA_ENV
 
 
 def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -53,12 +54,7 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     Lookup order: the ``data_dir`` argument, then the environment variable ``LAYER_SIM_DATA``,
     then ``~/.cache/layer_sim/mnist``. The first one that is set wins; it need not exist yet.
     """
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    env = os.environ.get(_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "layer_sim" / "mnist"
+    return settings.data_dir(data_dir)
 
 
 def load_mnist(

@@ -2,7 +2,7 @@
 
 Every public function here is ``get(name, **params)(x, y)``: the one validation gate, then a
 per-representation ``prepare`` (centring, Gram or features, self-similarity) and a pairwise
-``score``, so ``layer_sim.compare`` can prepare each layer once.
+``score``, so ``layer_sim.analysis.comparison`` can prepare each layer once.
 
 References
 ----------

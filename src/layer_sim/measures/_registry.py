@@ -3,7 +3,7 @@
 A measure is split into a per-representation ``prepare`` (validation, centring, Gram /
 covariance / SVD: the work that depends on one representation only) and a pairwise ``score``.
 ``m(x, y)`` is by definition ``m.score(m.prepare(x), m.prepare(y))``, so comparing one layer
-with many reuses its preparation (see ``layer_sim.compare``).
+with many reuses its preparation (see ``layer_sim.analysis.comparison``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Measure:
     matrix_fn : callable or None
         Optional batched kernel: (list of prepared a, list of prepared b) -> (len(a), len(b))
         tensor, equal to ``score`` applied to every pair but faster (e.g. one concatenated GEMM).
-        ``layer_sim.compare`` uses it when present.
+        ``layer_sim.analysis.comparison`` uses it when present.
     """
 
     name: str

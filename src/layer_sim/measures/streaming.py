@@ -31,7 +31,7 @@ class StreamingLinearCKA:
     would cancel catastrophically. Memory: :math:`O((p + q)^2)`, whatever ``n``.
 
     ``x`` and ``y`` may each be one representation, a list of representations or a dict
-    ``name -> representation`` (e.g. the :class:`~layer_sim.extract.Representations` a ``sink``
+    ``name -> representation`` (e.g. the :class:`~layer_sim.representations.extraction.Representations` a ``sink``
     receives); with lists/dicts :meth:`value` gives the full matrix, every layer of ``x`` against
     every layer of ``y``, from one concatenated GEMM per batch.
 

@@ -79,7 +79,7 @@ class SimilarityMatrix:
 
         Without ``ax`` a new :class:`matplotlib.figure.Figure` is made (no pyplot, no display).
         """
-        from layer_sim.plots import heatmap
+        from layer_sim.report.figures import heatmap
 
         return heatmap(self, ax=ax, annotate=annotate, cmap=cmap, vmin=vmin, vmax=vmax)
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import layer_sim.train
-from layer_sim.checkpoint import load_checkpoint
+import layer_sim.training.loop
+from layer_sim.training.checkpoint import load_checkpoint
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
 from layer_sim.errors import ConfigError
-from layer_sim.experiments.sanity_check import TABLE2_ROWS, Row, sanity_check
-from layer_sim.train import TrainConfig, checkpoint_dir
+from layer_sim.experiments.sanity import TABLE2_ROWS, Row, sanity_check
+from layer_sim.training.loop import TrainConfig, checkpoint_dir
 
-experiment = importlib.import_module("layer_sim.experiments.sanity_check")
+experiment = importlib.import_module("layer_sim.experiments.sanity")
 TINY = TrainConfig(widths=(784, 24, 20, 10), epochs=1, limit_train=1500)
 ARCHS = {"deep": (784, 16, 16, 16, 10)}
 ROWS = (
@@ -109,7 +109,7 @@ def test_second_run_reuses_checkpoints_and_reproduces(run, cache):
 
 def test_cli_prints_table_and_writes_files(run, cache, tmp_path, monkeypatch):
     # The CLI runs the default experiment; point its defaults at the tiny, already-cached setup.
-    monkeypatch.setattr(layer_sim.train, "DEFAULT_CONFIG", TINY)
+    monkeypatch.setattr(layer_sim.training.loop, "DEFAULT_CONFIG", TINY)
     monkeypatch.setattr(experiment, "DEFAULT_ARCHITECTURES", {})
     monkeypatch.setattr(sanity_check, "__kwdefaults__", {**sanity_check.__kwdefaults__, "rows": ROWS[:2]})
     result = CliRunner().invoke(app, ["sanity-check", "--nets", "3", "--examples", str(K),

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from layer_sim.errors import ConfigError, InputError
-from layer_sim.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
+from layer_sim.training.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
 from layer_sim.models import MLP
-from layer_sim.train import TrainConfig, fit, train_model, train_or_load
+from layer_sim.training.loop import TrainConfig, fit, train_model, train_or_load
 
 WIDTHS = (64, 24, 24, 16, 5)  # inputs are 8x8 "images"; equal widths 24, 24 allow a skip
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from layer_sim import train as train_mod
-from layer_sim.checkpoint import load_checkpoint, save_checkpoint
+from layer_sim.training import loop as train_mod
+from layer_sim.training.checkpoint import load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, DataError, InputError
 from layer_sim.models import MLP
-from layer_sim.train import (
+from layer_sim.training.loop import (
     Callback,
     TrainConfig,
     checkpoint_dir,

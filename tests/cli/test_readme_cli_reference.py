@@ -8,7 +8,7 @@ import typer
 
 from layer_sim.cli import app
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _readme_blocks() -> dict[str, set[str]]:

@@ -45,7 +45,7 @@ def train_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from layer_sim.train import DEFAULT_CONFIG, train_seeds
+    from layer_sim.training.loop import DEFAULT_CONFIG, train_seeds
 
     config = DEFAULT_CONFIG
     if epochs is not None or limit_train is not None:
@@ -94,7 +94,7 @@ def sanity_check_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from layer_sim.experiments.sanity_check import sanity_check
+    from layer_sim.experiments.sanity import sanity_check
 
     console = Console()
     result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,

@@ -1,6 +1,6 @@
 """Train several seeds of one MLP at once, as a batched ensemble with per-member maths of :func:`fit`.
 
-Small MLPs leave a CPU mostly idle: each optimizer step of :func:`~layer_sim.train.fit` is a
+Small MLPs leave a CPU mostly idle: each optimizer step of :func:`~layer_sim.training.loop.fit` is a
 handful of small GEMMs plus Python and autograd overhead. Stacking the :math:`K` members' weights
 into ``(K, d_in, d_out)`` tensors turns the :math:`K` forward/backward passes into one pass of
 block-batched matrix products (``torch.baddbmm``), and the :math:`K` optimizer steps into one step
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from layer_sim.checkpoint import Checkpoint, save_checkpoint
+from layer_sim.training.checkpoint import Checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import MLP
-from layer_sim.train import (
+from layer_sim.training.loop import (
     FitResult,
     TrainConfig,
     checkpoint_dir,
@@ -65,7 +65,7 @@ def fit_ensemble(
         [fit(m, train, test, seed=s, **options) for m, s in zip(models, seeds)]
 
     (same initial weights, batch order, augmentation, loss, optimizer and learning-rate schedule
-    per member; see :func:`~layer_sim.train.fit` for the options), but each step runs the
+    per member; see :func:`~layer_sim.training.loop.fit` for the options), but each step runs the
     :math:`K` = ``len(models)`` members together. With parameters stacked as
     :math:`W_\ell \in \mathbb{R}^{K \times d_\ell \times d_{\ell-1}}`, member :math:`k`'s batch
     :math:`X^{(k)} \in \mathbb{R}^{B \times d_0}` (its own rows, drawn by its own generator)
@@ -94,21 +94,21 @@ def fit_ensemble(
         :math:`K \ge 1` distinct networks of one architecture (equal ``config``), dtype and
         device, typically ``[MLP(widths, seed=s) for s in seeds]``. Trained in place.
     train, test : (inputs, labels) tensors
-        As for :func:`~layer_sim.train.fit`; ``test`` may be None (test metrics are NaN).
+        As for :func:`~layer_sim.training.loop.fit`; ``test`` may be None (test metrics are NaN).
     seeds : sequence of int
         One distinct shuffling/augmentation seed per model.
     optimizer, lr, momentum, readout_lr, weight_decay, batch_size, epochs, schedule, \
 warmup_epochs, shift, progress
-        As for :func:`~layer_sim.train.fit`, shared by all members.
+        As for :func:`~layer_sim.training.loop.fit`, shared by all members.
     device : str, torch.device or None, default=None
         Where to train; None = the device of the models' parameters.
 
     Returns
     -------
     list of FitResult
-        Per member, the history :func:`~layer_sim.train.fit` would return; ``seconds`` is the
+        Per member, the history :func:`~layer_sim.training.loop.fit` would return; ``seconds`` is the
         wall time of the whole ensemble. ``train_loss`` and ``train_accuracy`` are computed from
-        the same batches, and test metrics by :func:`~layer_sim.train.evaluate` on each member.
+        the same batches, and test metrics by :func:`~layer_sim.training.loop.evaluate` on each member.
 
     Raises
     ------
@@ -116,12 +116,12 @@ warmup_epochs, shift, progress
         No models, models that are not MLPs of one config/dtype/device or repeat an object,
         ``len(seeds) != len(models)``, repeated seeds, or invalid hyperparameters.
     InputError
-        Bad ``train``/``test`` data (see :func:`~layer_sim.train.fit`).
+        Bad ``train``/``test`` data (see :func:`~layer_sim.training.loop.fit`).
 
     Notes
     -----
     Callbacks are not supported: a per-batch hook would need one model object per member,
-    which is what batching avoids. Train sequentially with :func:`~layer_sim.train.fit` when
+    which is what batching avoids. Train sequentially with :func:`~layer_sim.training.loop.fit` when
     per-batch callbacks are needed.
 
     Examples
@@ -223,7 +223,7 @@ def train_ensemble(
     device=None,
     progress: bool | None = None,
 ) -> list[tuple[MLP, FitResult]]:
-    """Batched counterpart of :func:`~layer_sim.train.train_model` for several seeds.
+    """Batched counterpart of :func:`~layer_sim.training.loop.train_model` for several seeds.
 
     Member *k* is ``config.build_model(seed=seeds[k])`` trained with ``seed=seeds[k]`` and
     ``config.fit_kwargs()``, exactly as ``train_model(config, seed=seeds[k], data=data)``
@@ -236,7 +236,7 @@ def train_ensemble(
     seeds : sequence of int
         Distinct seeds, one per network (initial weights and data order).
     data : ((inputs, labels), (inputs, labels) or None)
-        The ``(train, test)`` pairs, e.g. from :func:`~layer_sim.train.load_data`.
+        The ``(train, test)`` pairs, e.g. from :func:`~layer_sim.training.loop.load_data`.
     device, progress
         As for :func:`fit_ensemble`.
 
@@ -267,10 +267,10 @@ def train_or_load_ensemble(
     device=None,
     progress: bool | None = None,
 ) -> list[Checkpoint]:
-    """:func:`~layer_sim.train.train_or_load` for several seeds, training the missing ones together.
+    """:func:`~layer_sim.training.loop.train_or_load` for several seeds, training the missing ones together.
 
-    Seeds whose checkpoint exists in :func:`~layer_sim.train.checkpoint_dir` ``(cache_dir,
-    config, seed)`` are loaded by :func:`~layer_sim.train.train_or_load` (same reuse rules and
+    Seeds whose checkpoint exists in :func:`~layer_sim.training.loop.checkpoint_dir` ``(cache_dir,
+    config, seed)`` are loaded by :func:`~layer_sim.training.loop.train_or_load` (same reuse rules and
     errors); the others are trained in one :func:`train_ensemble` call and saved there with the
     metadata ``train_or_load`` writes, plus ``"trainer": "fit_ensemble"``. Later
     ``train_or_load`` calls reuse them. They equal sequentially trained networks to floating-point
@@ -287,7 +287,7 @@ def train_or_load_ensemble(
     data : ((inputs, labels), (inputs, labels)) or None, default=None
         ``(train, test)``; None loads MNIST from ``data_dir`` (only if something must be trained).
     data_dir, device, progress
-        As for :func:`~layer_sim.train.train_or_load`.
+        As for :func:`~layer_sim.training.loop.train_or_load`.
 
     Returns
     -------

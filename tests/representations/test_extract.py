@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from layer_sim.errors import InputError, UnknownNameError
-from layer_sim.extract import Representations, extract
+from layer_sim.representations.extraction import Representations, extract
 from layer_sim.models.mlp import MLP
 
 

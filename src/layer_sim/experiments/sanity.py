@@ -2,14 +2,13 @@
 
 N networks of one architecture are trained from seeds 0..N-1; each similarity index must
 identify, for every layer of one network, the corresponding layer of another (see
-:func:`layer_sim.compare.layer_identification`). A second setting compares networks of
+:func:`layer_sim.analysis.comparison.layer_identification`). A second setting compares networks of
 *different* architectures layer by layer and reports where each layer's best match lies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from typing import Any
 
 import torch
 
-from layer_sim.compare import LayerIdentification, SimilarityMatrix, compare, layer_identification
+from layer_sim import settings
+from layer_sim.analysis.comparison import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.errors import ConfigError
-from layer_sim.extract import extract
+from layer_sim.representations.extraction import extract
 
 __all__ = [
     "Row",
@@ -92,8 +92,7 @@ FULL_NETS, FULL_EXAMPLES = 10, 3000
 
 def default_cache_dir() -> Path:
     """``$LAYER_SIM_CACHE`` if set, else ``~/.cache/layer_sim/checkpoints``."""
-    env = os.environ.get("LAYER_SIM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "layer_sim" / "checkpoints"
+    return settings.cache_dir()
 
 
 @dataclass(frozen=True)
@@ -169,8 +168,8 @@ class SanityCheckResult:
         ``heatmaps/grid.png``, ``heatmaps/per_layer_accuracy.png``,
         ``architectures/<name>_<measure>.png|csv``, ``architectures/<name>_best_match.md|csv|json``.
         """
-        from layer_sim.plots import grid_figure, per_layer_accuracy_figure
-        from layer_sim.report import write_table
+        from layer_sim.report.figures import grid_figure, per_layer_accuracy_figure
+        from layer_sim.report.tables import write_table
 
         out = Path(directory)
         heat = out / "heatmaps"
@@ -228,9 +227,9 @@ def sanity_check(
 ) -> SanityCheckResult:
     """Train or reuse ``nets`` MLPs and run layer identification for every index in ``rows``.
 
-    Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.train.DEFAULT_CONFIG`) with
+    Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.training.loop.DEFAULT_CONFIG`) with
     seed *k*; checkpoints are reused from ``cache_dir`` when their config key and seed match, and
-    the missing ones are trained together by :func:`layer_sim.ensemble.train_or_load_ensemble`.
+    the missing ones are trained together by :func:`layer_sim.training.ensemble.train_or_load_ensemble`.
     Representations (post-activation of every hidden layer; logits excluded from identification,
     as in the paper) are taken on a fixed random subset of ``examples`` MNIST test images
     (``torch.randperm(10000)`` with generator seed 0), more than any layer width so that CCA is
@@ -267,8 +266,8 @@ def sanity_check(
     -------
     SanityCheckResult
     """
-    from layer_sim.ensemble import train_or_load_ensemble
-    from layer_sim.train import DEFAULT_CONFIG, load_data, train_or_load
+    from layer_sim.training.ensemble import train_or_load_ensemble
+    from layer_sim.training.loop import DEFAULT_CONFIG, load_data, train_or_load
 
     config = DEFAULT_CONFIG if config is None else config
     nets = (FULL_NETS if full else DEFAULT_NETS) if nets is None else nets

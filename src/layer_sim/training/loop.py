@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from layer_sim._io import atomic_write
-from layer_sim.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from layer_sim.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import DEFAULT_WIDTHS, MLP
 
 if TYPE_CHECKING:
-    from layer_sim.stats import SeedSummary
+    from layer_sim.analysis.stats import SeedSummary
 
 __all__ = [
     "TrainConfig",
@@ -627,7 +627,7 @@ def train_seeds(
 
     Checkpoints go to ``output/seed-<k>/`` (reused by :func:`train_or_load` when they match
     ``config`` and the seed), the summary to ``output/summary.json``. The statistics are those
-    of :func:`layer_sim.stats.summarize`: mean, std, 95% t interval and the one-sided one-sample
+    of :func:`layer_sim.analysis.stats.summarize`: mean, std, 95% t interval and the one-sided one-sample
     t-test of :math:`H_0\colon \mu \le` ``threshold``.
 
     Parameters
@@ -647,7 +647,7 @@ def train_seeds(
     -------
     SeedsResult
     """
-    from layer_sim.stats import summarize  # scipy: imported only when needed
+    from layer_sim.analysis.stats import summarize  # scipy: imported only when needed
 
     seeds = parse_seeds(seeds)
     output = Path(output)

@@ -7,7 +7,7 @@ import pytest
 from _toy_measures import lookup, toy_cka, toy_r2
 from scipy.stats import ortho_group
 
-from layer_sim.compare import layer_identification
+from layer_sim.analysis.comparison import layer_identification
 from layer_sim.errors import InputError
 
 

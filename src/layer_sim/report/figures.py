@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:  # pragma: no cover
-    from layer_sim.compare import LayerIdentification, SimilarityMatrix
+    from layer_sim.analysis.comparison import LayerIdentification, SimilarityMatrix
 
 __all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure"]
 

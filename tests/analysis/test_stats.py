@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from layer_sim.errors import InputError
-from layer_sim.stats import summarize
+from layer_sim.analysis.stats import summarize
 
 
 def test_hand_computed_case_with_two_degrees_of_freedom():

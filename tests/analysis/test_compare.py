@@ -7,7 +7,7 @@ import pytest
 import torch
 from _toy_measures import batched_toy_cka, toy_cka, toy_r2
 
-from layer_sim.compare import SimilarityMatrix, compare
+from layer_sim.analysis.comparison import SimilarityMatrix, compare
 from layer_sim import linear_hsic
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from layer_sim.cli import app
 from layer_sim.data import mnist as mnist_mod
-from layer_sim.train import DEFAULT_CONFIG
+from layer_sim.training.loop import DEFAULT_CONFIG
 
 runner = CliRunner()
 

@@ -1,0 +1,1 @@
+"""Views of results: tables, figures and files. Results never import this package."""
