@@ -1,7 +1,9 @@
-"""Atomic file writes shared by the data cache, checkpoints and experiment outputs."""
+"""Atomic file writes, canonical JSON and content keys, shared by caches, checkpoints, stores and outputs."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,3 +29,22 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def canonical_json(obj) -> str:
+    """Deterministic JSON: sorted keys, no spaces, no NaN/Inf (they are not JSON).
+
+    The text content keys hash: equal objects give equal text on every machine and version.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def content_key(kind: str, version: int, fields) -> str:
+    """24 hex digits of SHA-256 over ``{"kind", "version", "fields"}`` in :func:`canonical_json`.
+
+    ``kind`` says what is keyed (e.g. ``"checkpoint"``), ``version`` is bumped when the meaning of
+    the fields changes, and ``fields`` is exactly what the key depends on, so what a key hashes
+    is explicit at its one call site.
+    """
+    text = canonical_json({"kind": kind, "version": int(version), "fields": fields})
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
