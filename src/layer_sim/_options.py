@@ -1,0 +1,141 @@
+"""The one way to declare and check options (measure parameters, recipe fields, experiment settings).
+
+An option is declared once as a small spec (:class:`Real`, :class:`Int`, :class:`Flag`,
+:class:`Choice`, optionally wrapped in :class:`Maybe`) and checked with
+:func:`check_options`. One error type per kind of mistake:
+
+- a name that does not exist (an unknown option, or a value outside a :class:`Choice`):
+  :class:`~layer_sim.errors.UnknownNameError`, listing the valid names;
+- a value of the wrong type or outside its range: :class:`~layer_sim.errors.ConfigError`,
+  quoting the value and saying what was expected.
+
+Flags are strict: only ``True``/``False`` (``"False"`` and ``0`` are refused, not truth-tested),
+and numbers are strict too: ``bool`` is not accepted where a number is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from layer_sim.errors import ConfigError, UnknownNameError
+
+__all__ = ["Real", "Int", "Flag", "Choice", "Maybe", "check_options", "check"]
+
+INT64_MAX = 2**63 - 1
+
+
+def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number in an interval (open or closed at either end)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, where: str, value: Any) -> float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = math.isfinite(value)
+            ok = ok and (self.low is None or (value > self.low if self.low_open else value >= self.low))
+            ok = ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+        if not ok:
+            raise ConfigError(
+                f"{where} must be a finite number in {_interval(self.low, self.high, self.low_open, self.high_open)}, "
+                f"got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer (not a bool) in ``[low, high]``; ``high`` defaults to the int64 maximum."""
+
+    low: int | None = None
+    high: int = INT64_MAX
+
+    def check(self, where: str, value: Any) -> int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if ok:
+            value = int(value)
+            ok = (self.low is None or value >= self.low) and value <= self.high
+        if not ok:
+            bounds = f">= {self.low}" if self.high == INT64_MAX else f"in [{self.low}, {self.high}]"
+            raise ConfigError(f"{where} must be an integer {bounds}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """``True`` or ``False`` exactly."""
+
+    def check(self, where: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be True or False, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of names."""
+
+    values: tuple[str, ...]
+
+    def __init__(self, *values: str) -> None:
+        object.__setattr__(self, "values", tuple(values))
+
+    def check(self, where: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.values:
+            raise UnknownNameError(f"{where}: unknown value {value!r}; available: {', '.join(self.values)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Maybe:
+    """``None`` or a value accepted by ``inner``."""
+
+    inner: Real | Int | Flag | Choice
+
+    def check(self, where: str, value: Any):
+        return None if value is None else self.inner.check(where, value)
+
+
+Spec = Real | Int | Flag | Choice | Maybe
+
+
+def check(fn: str, name: str, spec: Spec, value: Any):
+    """Check one option: ``spec.check`` with the message prefix ``"fn: name"``."""
+    return spec.check(f"{fn}: {name}", value)
+
+
+def check_options(fn: str, declared: Mapping[str, Spec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every option in ``given`` against ``declared``; return the normalised values.
+
+    Raises
+    ------
+    UnknownNameError
+        A name in ``given`` that is not declared (the message lists the accepted ones), or a
+        value outside a :class:`Choice`.
+    ConfigError
+        A value of the wrong type or outside its range.
+    """
+    for name in given:
+        if not isinstance(name, str):
+            raise UnknownNameError(f"{fn}: option names must be strings, got {name!r}")
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise UnknownNameError(
+            f"{fn}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(declared) or 'none'}"
+        )
+    return {name: check(fn, name, declared[name], value) for name, value in given.items()}
