@@ -19,6 +19,7 @@ machine) and thread CPU time with one thread (robust to other processes on the c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -26,9 +27,9 @@ import time
 
 import torch
 
-from layer_sim.training.ensemble import fit_ensemble
+from layer_sim.data import Task
 from layer_sim.models import DEFAULT_WIDTHS, MLP
-from layer_sim.training.loop import DEFAULT_CONFIG, fit
+from layer_sim.training import DEFAULT_RECIPE, fit, fit_ensemble
 
 SMALL_WIDTHS = (784, 64, 64, 64, 64, 10)
 FULL = {"k": 10, "n": 6400, "reps": 3, "configs": {"default": DEFAULT_WIDTHS, "small": SMALL_WIDTHS}}
@@ -61,8 +62,8 @@ def measure(widths, *, k: int = 10, n: int = 6400, reps: int = 3, threads: int |
     """
     x, y = images(n)
     seeds = list(range(k))
-    opts = {key: val for key, val in DEFAULT_CONFIG.fit_kwargs().items() if key != "epochs"}
-    opts.update(epochs=1, progress=False)
+    recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=1)
+    task = Task("random-images", (x, y), None, 10, "cross_entropy")
     examples = k * len(x)
     clock = time.perf_counter if threads is None else time.thread_time
     saved = torch.get_num_threads()
@@ -72,18 +73,19 @@ def measure(widths, *, k: int = 10, n: int = 6400, reps: int = 3, threads: int |
             torch.set_num_threads(threads)
         # Untimed warm-up of both routes: first calls pay for lazy initialisation (kernels,
         # thread pools, allocator), which would otherwise be charged to whichever runs first.
-        warm = (x[: 2 * opts["batch_size"]], y[: 2 * opts["batch_size"]])
-        fit(MLP(widths, seed=0), warm, None, seed=0, **opts)
-        fit_ensemble([MLP(widths, seed=s) for s in seeds], warm, None, seeds=seeds, **opts)
+        warm = Task("random-images", (x[: 2 * recipe.batch_size], y[: 2 * recipe.batch_size]), None, 10,
+                    "cross_entropy")
+        fit(MLP(widths, seed=0), warm, recipe, seed=0, progress=False)
+        fit_ensemble([MLP(widths, seed=s) for s in seeds], warm, recipe, seeds=seeds, progress=False)
         for _ in range(reps):
             models = [MLP(widths, seed=s) for s in seeds]
             start = clock()
             for m, s in zip(models, seeds):
-                fit(m, (x, y), None, seed=s, **opts)
+                fit(m, task, recipe, seed=s, progress=False)
             t_seq = clock() - start
             models = [MLP(widths, seed=s) for s in seeds]
             start = clock()
-            fit_ensemble(models, (x, y), None, seeds=seeds, **opts)
+            fit_ensemble(models, task, recipe, seeds=seeds, progress=False)
             t_bat = clock() - start
             seq.append(examples / t_seq)
             bat.append(examples / t_bat)
@@ -118,7 +120,7 @@ def run(smoke: bool = False) -> str:
     load_after = os.getloadavg()[0]
     head = (
         f"K = {cfg['k']} seeds, 1 epoch on {cfg['n']:,} random MNIST-shaped images each, batch "
-        f"{DEFAULT_CONFIG.batch_size}, float32, median of {cfg['reps']} alternating repetitions; "
+        f"{DEFAULT_RECIPE.batch_size}, float32, median of {cfg['reps']} alternating repetitions; "
         f"1-min load average {load_before:.1f} before, {load_after:.1f} after (above "
         f"{os.cpu_count()} = other processes shared the cores; trust the CPU-time rows more then).\n\n"
         "| MLP | widths | clock | sequential `fit` (examples/s) | batched `fit_ensemble` (examples/s) "

@@ -9,15 +9,16 @@ from layer_sim.errors import (
     DegenerateInputError,
     InputError,
     LayerSimError,
+    TrainingDivergedError,
     UnknownNameError,
 )
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.representations import Representations, extract
-from layer_sim.data import load_mnist
+from layer_sim.data import Task, load_mnist, mnist_task
 from layer_sim.models import MLP
 from layer_sim.training import load_checkpoint, save_checkpoint
-from layer_sim.training import TrainConfig, fit, train_or_load
-from layer_sim.training import fit_ensemble, train_ensemble, train_or_load_ensemble
+from layer_sim.training import NetworkSpec, Recipe, fit, train_or_load
+from layer_sim.training import fit_ensemble, train_or_load_ensemble
 from layer_sim.measures import (
     StreamingCCA,
     StreamingLinearCKA,
@@ -46,13 +47,16 @@ __all__ = [
     "UnknownNameError",
     "DataError",
     "ConfigError",
+    "TrainingDivergedError",
     "MLP",
     "load_mnist",
+    "mnist_task",
+    "Task",
     "fit",
-    "TrainConfig",
+    "Recipe",
+    "NetworkSpec",
     "train_or_load",
     "fit_ensemble",
-    "train_ensemble",
     "train_or_load_ensemble",
     "save_checkpoint",
     "load_checkpoint",

@@ -23,3 +23,7 @@ class DataError(LayerSimError):
 
 class ConfigError(LayerSimError):
     """A model, training or experiment configuration is invalid."""
+
+
+class TrainingDivergedError(LayerSimError):
+    """The training loss (or the weights) became NaN or infinite; the message names epoch, step and learning rate."""

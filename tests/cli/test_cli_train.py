@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from layer_sim.cli import app
 from layer_sim.data import mnist as mnist_mod
-from layer_sim.training.loop import DEFAULT_CONFIG
+from layer_sim.training import DEFAULT_SPEC, checkpoint_dir
 
 runner = CliRunner()
 
@@ -63,11 +63,15 @@ def test_train_two_seeds_writes_summary_and_checkpoints(tiny_mnist, tmp_path):
     assert summary["t"] == pytest.approx(ref.statistic, rel=1e-9)
     assert summary["df"] == 1
     assert summary["mean"] == pytest.approx(np.mean(accs))
-    assert summary["config"]["epochs"] == 2 and summary["config"]["limit_train"] == 100
-    assert summary["config"]["widths"] == list(DEFAULT_CONFIG.widths)
+    assert summary["spec"]["recipe"]["epochs"] == 2 and summary["spec"]["task"]["limit_train"] == 100
+    assert summary["spec"]["model"]["widths"] == list(DEFAULT_SPEC.model.widths)
+    spec = DEFAULT_SPEC.replace(epochs=2, limit_train=100)
+    assert summary["key"] == spec.key()
     for seed in (0, 3):
-        meta = json.loads((out / f"seed-{seed}" / "meta.json").read_text())
-        assert meta["seed"] == seed and (out / f"seed-{seed}" / "model.pt").is_file()
+        # The cache layout, with the output directory as the cache root.
+        ckpt = checkpoint_dir(spec, seed, cache_dir=out)
+        meta = json.loads((ckpt / "meta.json").read_text())
+        assert meta["seed"] == seed and meta["trainer"] == "fit" and (ckpt / "model.pt").is_file()
         assert len(meta["metrics"]["history"]) == 2
     for text in ("mean", "95% CI", "t =", "df = 1", "p ="):
         assert text in result.output

@@ -8,16 +8,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import layer_sim.training.loop
+import layer_sim.training.spec
 from layer_sim.training.checkpoint import load_checkpoint
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
 from layer_sim.errors import ConfigError
 from layer_sim.experiments.sanity import TABLE2_ROWS, Row, sanity_check
-from layer_sim.training.loop import TrainConfig, checkpoint_dir
+from layer_sim.training import NetworkSpec, checkpoint_dir
 
 experiment = importlib.import_module("layer_sim.experiments.sanity")
-TINY = TrainConfig(widths=(784, 24, 20, 10), epochs=1, limit_train=1500)
+TINY = NetworkSpec().replace(widths=(784, 24, 20, 10), epochs=1, limit_train=1500)
 ARCHS = {"deep": (784, 16, 16, 16, 10)}
 ROWS = (
     Row("CKA (Linear)", "linear_cka", {}, 99.3),
@@ -73,7 +73,7 @@ def test_heatmap_values_match_an_independent_computation(run, cache):
     probe = x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(0))[:K]].flatten(1)
     layers = []
     for seed in (0, 1):
-        net = load_checkpoint(checkpoint_dir(cache, TINY, seed)).model
+        net = load_checkpoint(checkpoint_dir(TINY, seed, cache_dir=cache)).model
         with torch.no_grad():
             h1 = torch.relu(net.fc1(probe))
             layers.append([h1.double().numpy(), torch.relu(net.fc2(h1)).double().numpy()])
@@ -109,7 +109,7 @@ def test_second_run_reuses_checkpoints_and_reproduces(run, cache):
 
 def test_cli_prints_table_and_writes_files(run, cache, tmp_path, monkeypatch):
     # The CLI runs the default experiment; point its defaults at the tiny, already-cached setup.
-    monkeypatch.setattr(layer_sim.training.loop, "DEFAULT_CONFIG", TINY)
+    monkeypatch.setattr(layer_sim.training.spec, "DEFAULT_SPEC", TINY)
     monkeypatch.setattr(experiment, "DEFAULT_ARCHITECTURES", {})
     monkeypatch.setattr(sanity_check, "__kwdefaults__", {**sanity_check.__kwdefaults__, "rows": ROWS[:2]})
     result = CliRunner().invoke(app, ["sanity-check", "--nets", "3", "--examples", str(K),

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from layer_sim.errors import ConfigError, InputError
-from layer_sim.models import DEFAULT_WIDTHS, MLP
+from layer_sim.errors import ConfigError, InputError, UnknownNameError
+from layer_sim.models import DEFAULT_WIDTHS, MLP, MLPSpec
 
 
 def test_default_has_at_least_four_hidden_layers_and_named_modules():
@@ -116,14 +116,33 @@ def test_config_rebuilds_an_identical_architecture():
         ({"widths": (784, 2.5, 10)}, "positive integers"),
         ({"widths": "784,10"}, "sequence"),
         ({"widths": 784}, "sequence"),
-        ({"activation": "swish"}, "unknown activation 'swish'.*relu"),
         ({"widths": (784, 32, 16, 10), "skip": True}, "equal width"),
+        ({"skip": 1}, "skip must be True or False, got 1"),
     ],
 )
 def test_bad_config_raises_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         MLP(**kwargs)
+    with pytest.raises(ConfigError, match=match.replace("MLP", "MLPSpec")):
+        MLPSpec(**kwargs)
     assert issubclass(ConfigError, ValueError)
+
+
+def test_unknown_activation_is_an_unknown_name_listing_the_choices():
+    for make in (MLP, MLPSpec):
+        with pytest.raises(UnknownNameError, match="activation: unknown value 'swish'; available: relu, tanh"):
+            make(activation="swish")
+
+
+def test_spec_builds_the_same_network_and_round_trips():
+    spec = MLPSpec([784, 32, 32, 10], activation="gelu", skip=True)
+    assert spec.widths == (784, 32, 32, 10) and hash(spec) == hash(MLPSpec((784, 32, 32, 10), "gelu", True))
+    a, b = spec.build(seed=4), MLP((784, 32, 32, 10), activation="gelu", skip=True, seed=4)
+    assert a.config == b.config
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert MLPSpec.from_dict(spec.to_dict()) == spec == MLPSpec(**a.config)
+    with pytest.raises(UnknownNameError, match="unknown field"):
+        MLPSpec.from_dict({"widths": [4, 2], "depth": 3})
 
 
 def test_every_activation_is_a_separate_module():

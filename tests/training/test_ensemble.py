@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from layer_sim.data import Task
 from layer_sim.errors import ConfigError, InputError
-from layer_sim.training.ensemble import fit_ensemble, train_ensemble, train_or_load_ensemble
 from layer_sim.models import MLP
-from layer_sim.training.loop import TrainConfig, fit, train_model, train_or_load
+from layer_sim.training import Recipe, fit, fit_ensemble
 
 WIDTHS = (64, 24, 24, 16, 5)  # inputs are 8x8 "images"; equal widths 24, 24 allow a skip
 
@@ -19,19 +19,30 @@ def _data(n, *, dtype=torch.float64, seed=0):
     return x, y
 
 
+def _task(train, test=None, *, loss="cross_entropy"):
+    return Task("toy", train, test, 5, loss)
+
+
+def _recipe(**kw):
+    """A Recipe with the defaults fit_ensemble() had before recipes existed (no weight decay, no warm-up)."""
+    return Recipe(**{"weight_decay": 0.0, "warmup_epochs": 0.0, **kw})
+
+
 RECIPES = {
     # Coupled weight decay, separate readout rate, warm-up then cosine, augmentation shifts.
     "sgd": dict(optimizer="sgd", lr=0.1, momentum=0.9, readout_lr=0.03, weight_decay=5e-4,
                 warmup_epochs=0.5, shift=1),  # fmt: skip
     "adam": dict(optimizer="adam", lr=3e-3, momentum=0.8, weight_decay=1e-4, schedule="constant"),
+    # The loss comes from the task: MSE against one-hot targets, batched as sequentially.
+    "sgd-mse": dict(optimizer="sgd", lr=0.2, momentum=0.5, loss="mse_one_hot"),
 }
 
 
-def _sequential(seeds, train, test, *, dtype, skip, epochs, **opts):
+def _sequential(seeds, task, recipe, *, dtype, skip):
     out = []
     for s in seeds:
         m = MLP(WIDTHS, skip=skip, seed=s).to(dtype)
-        out.append((m, fit(m, train, test, seed=s, epochs=epochs, progress=False, **opts)))
+        out.append((m, fit(m, task, recipe, seed=s, progress=False)))
     return out
 
 
@@ -46,10 +57,11 @@ def test_members_equal_sequential_fit(recipe, dtype, rtol, atol):
     seeds = [5, 0, 9]  # unordered, non-contiguous: member k must follow seeds[k]
     skip = recipe == "sgd"
     opts = dict(RECIPES[recipe], batch_size=32)  # 150 = 4*32 + 22: a partial last batch
-    train, test = _data(150, dtype=dtype), _data(40, dtype=dtype, seed=1)
+    task = _task(_data(150, dtype=dtype), _data(40, dtype=dtype, seed=1), loss=opts.pop("loss", "cross_entropy"))
+    rec = _recipe(epochs=2, **opts)
     models = [MLP(WIDTHS, skip=skip, seed=s).to(dtype) for s in seeds]
-    results = fit_ensemble(models, train, test, seeds=seeds, epochs=2, progress=False, **opts)
-    reference = _sequential(seeds, train, test, dtype=dtype, skip=skip, epochs=2, **opts)
+    results = fit_ensemble(models, task, rec, seeds=seeds, progress=False)
+    reference = _sequential(seeds, task, rec, dtype=dtype, skip=skip)
     assert len(results) == len(seeds)
     for m, res, (ref_m, ref_res) in zip(models, results, reference):
         for (name, p), (ref_name, q) in zip(m.named_parameters(), ref_m.named_parameters()):
@@ -72,7 +84,7 @@ def test_training_changes_weights_and_seeds_give_different_members():
     # Same initial weights for both members: any difference then comes from the data order.
     models = [MLP(WIDTHS, seed=0), MLP(WIDTHS, seed=0)]
     init = [p.detach().clone() for p in models[0].parameters()]
-    fit_ensemble(models, _data(96, dtype=torch.float32), seeds=seeds, epochs=1, batch_size=16,
+    fit_ensemble(models, _task(_data(96, dtype=torch.float32)), _recipe(epochs=1, batch_size=16), seeds=seeds,
                  progress=False)  # fmt: skip
     for p, q, p0 in zip(models[0].parameters(), models[1].parameters(), init):
         assert not torch.equal(p, p0)
@@ -81,45 +93,13 @@ def test_training_changes_weights_and_seeds_give_different_members():
 
 def test_results_without_test_set_and_single_member():
     x, y = _data(50, dtype=torch.float32)
-    (res,) = fit_ensemble([MLP(WIDTHS, seed=3)], (x, y), seeds=[3], epochs=3, batch_size=50,
+    (res,) = fit_ensemble([MLP(WIDTHS, seed=3)], _task((x, y)), _recipe(epochs=3, batch_size=50), seeds=[3],
                           progress=False)  # fmt: skip
     assert [row["epoch"] for row in res.history] == [1, 2, 3]
     assert all(row["test_accuracy"] != row["test_accuracy"] for row in res.history)  # NaN
     assert res.history[-1]["seconds"] >= res.history[0]["seconds"] > 0
     # The summed loss is the per-member mean: a cross-entropy over 5 classes starts near ln 5.
     assert 0.5 < res.history[0]["train_loss"] < 3.0
-
-
-def test_train_ensemble_equals_train_model():
-    config = TrainConfig(widths=WIDTHS, skip=True, epochs=1, batch_size=20, limit_train=70,
-                         warmup_epochs=0.5, weight_decay=1e-3)  # fmt: skip
-    data = (_data(100, dtype=torch.float32), _data(30, dtype=torch.float32, seed=1))
-    pairs = train_ensemble(config, [4, 2], data=data, progress=False)
-    for seed, (model, res) in zip([4, 2], pairs):
-        ref_model, ref_res = train_model(config, seed=seed, data=data, progress=False)
-        assert model.config == ref_model.config
-        for p, q in zip(model.parameters(), ref_model.parameters()):
-            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-        assert res.history[0]["train_loss"] == pytest.approx(ref_res.history[0]["train_loss"], rel=1e-5)
-
-
-def test_train_or_load_ensemble_shares_the_train_or_load_cache(tmp_path):
-    config = TrainConfig(widths=WIDTHS, epochs=1, batch_size=25, limit_train=50)
-    data = (_data(60, dtype=torch.float32), _data(20, dtype=torch.float32, seed=1))
-    first = train_or_load(config, 2, cache_dir=tmp_path, data=data)  # trained sequentially
-    ckpts = train_or_load_ensemble(config, [3, 2], cache_dir=tmp_path, data=data)
-    assert [c.meta["seed"] for c in ckpts] == [3, 2]
-    assert [c.meta["reused"] for c in ckpts] == [False, True]
-    assert ckpts[0].meta["trainer"] == "fit_ensemble" and "trainer" not in ckpts[1].meta
-    for p, q in zip(ckpts[1].model.parameters(), first.model.parameters()):
-        assert torch.equal(p, q)  # loaded from disk, not retrained
-    # The ensemble-trained checkpoint is what train_or_load now finds, and equals sequential training.
-    again = train_or_load(config, 3, cache_dir=tmp_path, data=data)
-    assert again.meta["reused"] and again.meta["trainer"] == "fit_ensemble"
-    reference, _ = train_model(config, seed=3, data=data, progress=False)
-    for p, q, r in zip(again.model.parameters(), ckpts[0].model.parameters(), reference.parameters()):
-        assert torch.equal(p, q)
-        torch.testing.assert_close(p, r, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -138,32 +118,30 @@ def test_train_or_load_ensemble_shares_the_train_or_load_cache(tmp_path):
 )
 def test_bad_members_raise_config_error(models, seeds, match):
     with pytest.raises(ConfigError, match=match):
-        fit_ensemble(models(), _data(20, dtype=torch.float32), seeds=seeds, epochs=1)
+        fit_ensemble(models(), _task(_data(20, dtype=torch.float32)), _recipe(epochs=1), seeds=seeds)
 
 
-def test_same_object_twice_and_bad_hyperparameters_raise():
+def test_same_object_twice_and_bad_arguments_raise():
     m = MLP(WIDTHS, seed=0)
-    data = _data(20, dtype=torch.float32)
+    task = _task(_data(20, dtype=torch.float32))
     with pytest.raises(ConfigError, match="more than once"):
-        fit_ensemble([m, m], data, seeds=[0, 1])
-    with pytest.raises(ConfigError, match="optimizer"):
-        fit_ensemble([m], data, seeds=[0], optimizer="lbfgs")
-    with pytest.raises(ConfigError, match="batch_size"):
-        fit_ensemble([m], data, seeds=[0], batch_size=0)
-    with pytest.raises(ConfigError, match="distinct"):
-        train_ensemble(TrainConfig(widths=WIDTHS), [2, 2], data=(data, None))
+        fit_ensemble([m, m], task, _recipe(), seeds=[0, 1])
+    with pytest.raises(ConfigError, match="recipe must be a layer_sim.training.Recipe"):
+        fit_ensemble([m], task, {"optimizer": "lbfgs"}, seeds=[0])
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got -1"):
+        fit_ensemble([m], task, _recipe(), seeds=[-1])
 
 
 def test_bad_data_raises_input_error():
     m = MLP(WIDTHS, seed=0)
     x, y = _data(20, dtype=torch.float32)
     with pytest.raises(InputError, match="20 inputs but 19 labels"):
-        fit_ensemble([m], (x, y[:19]), seeds=[0])
-    with pytest.raises(InputError, match="take 64 values per example"):
-        fit_ensemble([m], (torch.rand(20, 1, 4, 4), y), seeds=[0])
-    with pytest.raises(InputError, match="train inputs are torch.float64 but the models are torch.float32"):
-        fit_ensemble([m], (x.double(), y), seeds=[0])
-    with pytest.raises(InputError, match="test inputs are torch.float64"):
-        fit_ensemble([m], (x, y), (x.double(), y), seeds=[0])
+        fit_ensemble([m], _task((x, y[:19])), _recipe(), seeds=[0])
+    with pytest.raises(InputError, match="64 values per example"):
+        fit_ensemble([m], _task((torch.rand(20, 1, 4, 4), y)), _recipe(), seeds=[0])
+    with pytest.raises(InputError, match="task.train inputs are torch.float64 but the model is torch.float32"):
+        fit_ensemble([m], _task((x.double(), y)), _recipe(), seeds=[0])
+    with pytest.raises(InputError, match="task.test inputs are torch.float64"):
+        fit_ensemble([m], _task((x, y), (x.double(), y)), _recipe(), seeds=[0])
     with pytest.raises(InputError, match="shift"):
-        fit_ensemble([m], (x.flatten(1), y), seeds=[0], shift=1)
+        fit_ensemble([m], _task((x.flatten(1), y)), _recipe(shift=1), seeds=[0])

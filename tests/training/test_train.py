@@ -1,26 +1,16 @@
-"""fit(): learning, determinism, callbacks, readout learning rate, schedule, augmentation, checkpoints."""
+"""fit(): exact arithmetic, learning, determinism, callbacks, readout learning rate, schedule, augmentation."""
 
-import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from layer_sim.training import loop as train_mod
-from layer_sim.training.checkpoint import load_checkpoint, save_checkpoint
-from layer_sim.errors import ConfigError, DataError, InputError
+from layer_sim.data import Task
+from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import MLP
-from layer_sim.training.loop import (
-    Callback,
-    TrainConfig,
-    checkpoint_dir,
-    fit,
-    parse_seeds,
-    random_shift,
-    train_or_load,
-)
-
+from layer_sim.training import Callback, Recipe, fit, random_shift
+from layer_sim.training.loop import parse_seeds
 
 
 def _blobs(n=256, d=20, k=3, seed=0):
@@ -30,52 +20,179 @@ def _blobs(n=256, d=20, k=3, seed=0):
     return centers[y] + torch.randn(n, d, generator=g), y
 
 
+def _task(train, test=None, *, k=3, loss="cross_entropy"):
+    return Task("blobs", train, test, k, loss)
+
+
+def _recipe(**kw):
+    """A Recipe with the defaults fit() had before recipes existed (no weight decay, no warm-up)."""
+    return Recipe(**{"weight_decay": 0.0, "warmup_epochs": 0.0, **kw})
+
+
 def _same(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-FAST = dict(lr=0.05, batch_size=32, epochs=2, progress=False)
+FAST = _recipe(lr=0.05, batch_size=32, epochs=2)
+
+
+# ----------------------------------------------------------------------------- the exact arithmetic
+
+
+def _shift_by_roll(img, dy, dx):
+    """Reference route: roll, then zero the rows/columns that wrapped around."""
+    out = torch.roll(img, shifts=(dy, dx), dims=(-2, -1))
+    if dy > 0:
+        out[..., :dy, :] = 0
+    elif dy < 0:
+        out[..., dy:, :] = 0
+    if dx > 0:
+        out[..., :, :dx] = 0
+    elif dx < 0:
+        out[..., :, dx:] = 0
+    return out
+
+
+def _reference_training(init: MLP, x, y, *, optimizer, lr, readout_lr, momentum, weight_decay, batch_size,
+                        epochs, warmup_epochs, schedule, shift, seed):  # fmt: skip
+    """Transcription of the documented algorithm with torch primitives, no nn.Module and no torch.optim.
+
+    Per epoch a permutation from a generator seeded with ``seed``; per batch (with shift) one
+    draw of (2, B) offsets from the same generator; forward relu(W h + b) per hidden layer and a
+    linear readout; mean cross-entropy; coupled weight decay; heavy-ball momentum whose buffer
+    starts as the first gradient (SGD) or Adam with bias corrections; learning rate of step s =
+    peak * f_s with a linear warm-up then a cosine or constant factor.
+    """
+    names = [n for n, _ in init.named_parameters()]
+    params = {n: p.detach().clone() for n, p in init.named_parameters()}
+    state = {n: {} for n in names}
+    gen = torch.Generator().manual_seed(seed)
+    n = len(x)
+    per_epoch = math.ceil(n / batch_size)
+    total, warm = per_epoch * epochs, round(warmup_epochs * per_epoch)
+    s = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(per_epoch):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            if shift:
+                d = torch.randint(-shift, shift + 1, (2, len(idx)), generator=gen)
+                xb = torch.stack([_shift_by_roll(img, int(dy), int(dx)) for img, dy, dx in zip(xb, d[0], d[1])])
+            leaves = [params[k].requires_grad_() for k in names]
+            h = xb.flatten(1)
+            for k in range(1, len(init.widths) - 1):
+                h = torch.relu(nn.functional.linear(h, params[f"fc{k}.weight"], params[f"fc{k}.bias"]))
+            out = nn.functional.linear(h, params["fc_out.weight"], params["fc_out.bias"])
+            grads = torch.autograd.grad(nn.functional.cross_entropy(out, yb), leaves)
+            if s < warm:
+                factor = (s + 1) / warm
+            elif schedule == "cosine":
+                factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+            else:
+                factor = 1.0
+            with torch.no_grad():
+                for k, g in zip(names, grads):
+                    p, st = params[k].detach(), state[k]
+                    rate = (readout_lr if k.startswith("fc_out") and readout_lr else lr) * factor
+                    g = g.add(p, alpha=weight_decay)
+                    if optimizer == "sgd":
+                        st["buf"] = g.clone() if "buf" not in st else st["buf"].mul_(momentum).add_(g)
+                        p.add_(st["buf"], alpha=-rate)
+                    else:
+                        st.setdefault("m", torch.zeros_like(p)).lerp_(g, 1 - momentum)
+                        st.setdefault("v", torch.zeros_like(p)).mul_(0.999).addcmul_(g, g, value=1 - 0.999)
+                        t = float(s + 1)
+                        denom = (st["v"].sqrt() / (1 - 0.999**t) ** 0.5).add_(1e-8)
+                        p.addcdiv_(st["m"], denom, value=-rate / (1 - momentum**t))
+                    params[k] = p
+            s += 1
+    return params
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # The default recipe's shape: SGD momentum, weight decay, warm-up then cosine, plus a
+        # separate readout rate and augmentation shifts.
+        dict(optimizer="sgd", lr=0.05, momentum=0.9, readout_lr=0.02, weight_decay=5e-4, batch_size=24,
+             epochs=2, warmup_epochs=0.5, schedule="cosine", shift=1),
+        dict(optimizer="adam", lr=3e-3, momentum=0.8, readout_lr=None, weight_decay=1e-4, batch_size=32,
+             epochs=2, warmup_epochs=0.0, schedule="constant", shift=0),
+    ],
+    ids=["sgd", "adam"],
+)
+def test_weights_are_bit_identical_to_a_transcription_of_the_algorithm(options):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(100, 1, 6, 6, generator=g)  # 100 = 4*24 + 4: a partial last batch
+    y = (x.flatten(1)[:, :4].argmax(1) + (x.mean((1, 2, 3)) > 0.5).long()) % 4
+    net = MLP((36, 16, 12, 4), seed=1)
+    want = _reference_training(MLP((36, 16, 12, 4), seed=1), x, y, seed=7, **options)
+    fit(net, _task((x, y), k=4), Recipe(**options), seed=7, progress=False)
+    for name, p in net.named_parameters():
+        assert torch.equal(p, want[name]), name
+    assert not torch.equal(net.fc1.weight, MLP((36, 16, 12, 4), seed=1).fc1.weight)  # it did train
+
+
+# ----------------------------------------------------------------------------- behaviour
 
 
 def test_same_seed_gives_bit_identical_weights_and_other_seeds_differ():
-    data = _blobs()
+    task = _task(_blobs())
     nets = [MLP((20, 16, 16, 3), seed=0) for _ in range(3)]
-    fit(nets[0], data, seed=7, **FAST)
-    fit(nets[1], data, seed=7, **FAST)
-    fit(nets[2], data, seed=8, **FAST)  # same init, other shuffling
+    fit(nets[0], task, FAST, seed=7, progress=False)
+    fit(nets[1], task, FAST, seed=7, progress=False)
+    fit(nets[2], task, FAST, seed=8, progress=False)  # same init, other shuffling
     assert _same(nets[0], nets[1])
     assert not _same(nets[0], nets[2])
 
 
 def test_fit_does_not_use_the_global_rng():
-    data = _blobs()
+    task = _task(_blobs())
     torch.manual_seed(0)
     a = MLP((20, 16, 3), seed=0)
-    fit(a, data, seed=1, **FAST)
+    fit(a, task, FAST, seed=1, progress=False)
     torch.manual_seed(12345)  # a different global state must not matter
     b = MLP((20, 16, 3), seed=0)
-    fit(b, data, seed=1, **FAST)
+    fit(b, task, FAST, seed=1, progress=False)
     assert _same(a, b)
 
 
 def test_really_learns_mnist_from_2000_examples():
-    from layer_sim.data import load_mnist
+    from layer_sim.data import mnist_task
 
-    x, y = load_mnist("train")
-    xt, yt = load_mnist("test")
-    train, test = (x[:2000], y[:2000]), (xt[:2000], yt[:2000])
+    task = mnist_task(limit_train=2000)
+    task = Task("mnist", task.train, (task.test[0][:2000], task.test[1][:2000]), 10, task.loss)
     net = MLP((784, 256, 256, 256, 256, 10), seed=0)
     # +-2 px shifts matter with 2k examples: without them test accuracy saturates near 88%.
-    result = fit(net, train, test, optimizer="adam", lr=1e-3, batch_size=32, epochs=14, shift=2,
-                 seed=0, progress=False)  # fmt: skip
+    recipe = _recipe(optimizer="adam", lr=1e-3, batch_size=32, epochs=14, shift=2)
+    result = fit(net, task, recipe, seed=0, progress=False)
     # Chance is 10%; the held-out examples were never seen in training.
     assert result.test_accuracy > 0.90
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     # Independent check of the reported accuracy.
     with torch.no_grad():
-        acc = (net(test[0]).argmax(1) == test[1]).double().mean().item()
+        acc = (net(task.test[0]).argmax(1) == task.test[1]).double().mean().item()
     assert result.test_accuracy == pytest.approx(acc, abs=1e-12)
+
+
+def test_mse_against_one_hot_trains_on_mnist():
+    """The loss comes from the task: MSE against one-hot targets learns, and is what fit minimised."""
+    from layer_sim.data import mnist_task
+
+    task = mnist_task(limit_train=2000, loss="mse_one_hot")
+    net = MLP((784, 128, 10), seed=0)
+    result = fit(net, task, _recipe(lr=0.5, batch_size=50, epochs=5), seed=0, progress=False)
+    assert result.test_accuracy > 0.85  # chance is 10%
+    first, last = result.history[0], result.history[-1]
+    assert last["train_loss"] < 0.6 * first["train_loss"]
+    with torch.no_grad():
+        out = net(task.test[0])
+    mse = nn.MSELoss()(out, nn.functional.one_hot(task.test[1], 10).float()).item()
+    assert last["test_loss"] == pytest.approx(mse, rel=1e-5)
+    # Cross-entropy of an untrained net is ~ln 10 = 2.3; MSE of outputs near 0 is ~0.1.
+    assert first["train_loss"] < 0.2
 
 
 def test_a_callback_may_implement_only_one_hook():
@@ -87,7 +204,8 @@ def test_a_callback_may_implement_only_one_hook():
             self.n += 1
 
     cb = EpochsOnly()
-    fit(MLP((20, 4, 3), seed=0), _blobs(n=32), epochs=3, batch_size=16, callbacks=[cb], progress=False)
+    fit(MLP((20, 4, 3), seed=0), _task(_blobs(n=32)), _recipe(epochs=3, batch_size=16), seed=0, callbacks=[cb],
+        progress=False)  # fmt: skip
     assert cb.n == 3
 
 
@@ -101,6 +219,7 @@ class _Recorder(Callback):
                              state.optimizer.param_groups[0]["lr"]))  # fmt: skip
         assert state.outputs.shape == (len(state.inputs), 3) and not state.outputs.requires_grad
         assert all(p.grad is not None for p in state.model.parameters())
+        assert state.scheduler.last_epoch == state.step and isinstance(state.generator, torch.Generator)
 
     def on_epoch_end(self, state):
         self.epochs.append(dict(state.metrics))
@@ -109,8 +228,8 @@ class _Recorder(Callback):
 def test_callbacks_see_every_batch_and_epoch_with_consistent_state():
     x, y = _blobs(n=100)
     rec = _Recorder()
-    result = fit(MLP((20, 8, 3), seed=0), (x, y), (x, y), lr=0.1, batch_size=32, epochs=3,
-                 callbacks=[rec], progress=False)  # fmt: skip
+    result = fit(MLP((20, 8, 3), seed=0), _task((x, y), (x, y)), _recipe(lr=0.1, batch_size=32, epochs=3),
+                 seed=0, callbacks=[rec], progress=False)  # fmt: skip
     assert [b[0] for b in rec.batches] == [1] * 4 + [2] * 4 + [3] * 4  # ceil(100/32) = 4 per epoch
     assert [b[1] for b in rec.batches] == list(range(1, 13))
     assert [b[2] for b in rec.batches[:4]] == [32, 32, 32, 4]
@@ -130,8 +249,8 @@ def test_readout_learning_rate_applies_only_to_the_last_layer():
     ref = MLP((20, 8, 8, 3), seed=0)
     loss = nn.functional.cross_entropy(ref(x), y)
     grads = dict(zip([n for n, _ in ref.named_parameters()], torch.autograd.grad(loss, list(ref.parameters()))))
-    fit(net, (x, y), lr=0.1, readout_lr=0.01, momentum=0.0, batch_size=40, epochs=1,
-        schedule="constant", progress=False)  # fmt: skip
+    fit(net, _task((x, y)), _recipe(lr=0.1, readout_lr=0.01, momentum=0.0, batch_size=40, epochs=1,
+                                    schedule="constant"), seed=0, progress=False)  # fmt: skip
     before = dict(ref.named_parameters())
     for name, p in net.named_parameters():
         step = 0.01 if name.startswith("fc_out") else 0.1
@@ -139,10 +258,10 @@ def test_readout_learning_rate_applies_only_to_the_last_layer():
 
 
 def test_warmup_is_linear():
-    x, y = _blobs(n=64)
     rec = _Recorder()
-    fit(MLP((20, 8, 3), seed=0), (x, y), lr=0.2, batch_size=16, epochs=2, warmup_epochs=1,
-        schedule="constant", callbacks=[rec], progress=False)  # fmt: skip
+    fit(MLP((20, 8, 3), seed=0), _task(_blobs(n=64)), _recipe(lr=0.2, batch_size=16, epochs=2, warmup_epochs=1,
+                                                              schedule="constant"),
+        seed=0, callbacks=[rec], progress=False)  # fmt: skip
     # W = 4 warm-up steps; lr used for step s+1 is lr (s+1)/W, then constant.
     lrs = [b[5] for b in rec.batches]
     assert lrs == pytest.approx([0.1, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
@@ -151,23 +270,9 @@ def test_warmup_is_linear():
 def test_adam_learns_blobs():
     x, y = _blobs(n=300)
     net = MLP((20, 16, 3), seed=0)
-    result = fit(net, (x[:200], y[:200]), (x[200:], y[200:]), optimizer="adam", lr=1e-2,
-                 batch_size=50, epochs=5, progress=False)  # fmt: skip
+    result = fit(net, _task((x[:200], y[:200]), (x[200:], y[200:])),
+                 _recipe(optimizer="adam", lr=1e-2, batch_size=50, epochs=5), seed=0, progress=False)  # fmt: skip
     assert result.test_accuracy > 0.95
-
-
-def _shift_by_roll(img, dy, dx):
-    """Reference route: roll, then zero the rows/columns that wrapped around."""
-    out = torch.roll(img, shifts=(dy, dx), dims=(-2, -1))
-    if dy > 0:
-        out[..., :dy, :] = 0
-    elif dy < 0:
-        out[..., dy:, :] = 0
-    if dx > 0:
-        out[..., :, :dx] = 0
-    elif dx < 0:
-        out[..., :, dx:] = 0
-    return out
 
 
 def test_random_shift_equals_roll_with_zero_fill():
@@ -181,89 +286,24 @@ def test_random_shift_equals_roll_with_zero_fill():
     assert torch.equal(random_shift(x, 0, generator=g), x)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-        ({"schedule": "step"}, "unknown schedule"),
-        ({"lr": 0.0}, "lr must be a positive"),
-        ({"readout_lr": -1.0}, "readout_lr must be a positive"),
-        ({"momentum": 1.0}, "momentum must be in"),
-        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-        ({"epochs": 1.5}, "epochs must be an integer"),
-        ({"weight_decay": -1e-4}, "weight_decay"),
-        ({"epochs": 2, "warmup_epochs": 5}, "warmup_epochs"),
-    ],
-)
-def test_bad_hyperparameters_raise_config_error(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        fit(MLP((20, 4, 3), seed=0), _blobs(n=8), progress=False, **kwargs)
+# ----------------------------------------------------------------------------- arguments
 
 
-def test_bad_data_raises_input_error():
-    x, y = _blobs(n=8)
-    with pytest.raises(InputError, match="8 inputs but 7 labels"):
-        fit(MLP((20, 4, 3), seed=0), (x, y[:7]), progress=False)
-    with pytest.raises(InputError, match="shift=2 needs images"):
-        fit(MLP((20, 4, 3), seed=0), (x, y), shift=2, progress=False)
-    with pytest.raises(InputError, match="labels must be int64"):
-        fit(MLP((20, 4, 3), seed=0), (x, y.float()), progress=False)
+def test_recipe_and_task_must_have_their_types():
+    net, task = MLP((20, 4, 3), seed=0), _task(_blobs(n=8))
+    with pytest.raises(ConfigError, match="fit: recipe must be a layer_sim.training.Recipe, got dict"):
+        fit(net, task, {"lr": 0.1}, seed=0)
+    with pytest.raises(ConfigError, match="fit: task must be a layer_sim.data.Task, got tuple"):
+        fit(net, _blobs(n=8), FAST, seed=0)
+    with pytest.raises(ConfigError, match="fit: seed must be an integer >= 0, got -1"):
+        fit(net, task, FAST, seed=-1)
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got 9223372036854775808"):
+        fit(net, task, FAST, seed=2**63)
 
 
-def test_checkpoint_round_trip_restores_an_identical_model(tmp_path):
-    x, y = _blobs(n=64)
-    net = MLP((20, 8, 8, 3), activation="tanh", skip=True, seed=3)
-    fit(net, (x, y), lr=0.1, batch_size=16, epochs=1, progress=False)
-    save_checkpoint(tmp_path / "ck", net, meta={"seed": 3, "metrics": {"acc": 0.5}})
-    model, meta = load_checkpoint(tmp_path / "ck")
-    assert type(model) is MLP and model.config == net.config
-    assert _same(model, net)
-    net.eval()
-    torch.testing.assert_close(model(x), net(x), rtol=0, atol=0)
-    assert meta["seed"] == 3 and meta["metrics"] == {"acc": 0.5}
-    assert meta["versions"]["torch"] == torch.__version__
-    assert json.loads((tmp_path / "ck" / "meta.json").read_text())["model_class"] == "MLP"
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["meta.json", "model.pt"]
-
-
-def test_incomplete_checkpoint_is_a_data_error(tmp_path):
-    save_checkpoint(tmp_path, MLP((4, 3, 2), seed=0))
-    (tmp_path / "model.pt").unlink()
-    with pytest.raises(DataError, match="no complete checkpoint"):
-        load_checkpoint(tmp_path)
-
-
-def test_train_or_load_trains_once_then_reuses(tmp_path, monkeypatch):
-    x, y = _blobs(n=64, d=784, k=10)
-    data = ((x, y), (x, y))
-    cfg = TrainConfig(widths=(784, 8, 8, 10), epochs=1, batch_size=32, warmup_epochs=0)
-    first = train_or_load(cfg, 2, cache_dir=tmp_path, data=data, progress=False)
-    path = checkpoint_dir(tmp_path, cfg, 2)
-    assert path == tmp_path / cfg.key() / "seed-2" and (path / "meta.json").is_file()
-    assert first.meta["reused"] is False and first.meta["seed"] == 2
-    assert first.meta["config"] == cfg.to_dict()
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("should have reused the checkpoint")
-
-    monkeypatch.setattr(train_mod, "fit", no_training)
-    again = train_or_load(cfg, 2, cache_dir=tmp_path, data=data, progress=False)
-    assert again.meta["reused"] is True and _same(again.model, first.model)
-    other = TrainConfig(widths=(784, 8, 8, 10), epochs=2, batch_size=32, warmup_epochs=0)
-    assert other.key() != cfg.key()
-    with pytest.raises(ConfigError, match="holds a checkpoint of another config"):
-        train_or_load(other, 2, directory=path, data=data, progress=False)
-    with pytest.raises(ConfigError, match="exactly one of"):
-        train_or_load(cfg, 2, progress=False)
-
-
-def test_config_key_is_stable_and_round_trips():
-    cfg = TrainConfig(epochs=3, shift=2)
-    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert TrainConfig.from_dict(cfg.to_dict()).key() == cfg.key()
-    assert TrainConfig(epochs=4).key() != cfg.key()
-    with pytest.raises(ConfigError, match="unknown field"):
-        TrainConfig.from_dict({"epochz": 3})
+def test_shift_needs_images():
+    with pytest.raises(InputError, match=r"shift=2 needs images of shape \(n, C, H, W\)"):
+        fit(MLP((20, 4, 3), seed=0), _task(_blobs(n=8)), _recipe(shift=2), seed=0, progress=False)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def _root() -> None:
 
 @app.command("train")
 def train_cmd(
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for summary.json and seed-<k>/ checkpoints (reused if they match)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for summary.json and the checkpoints, <key>/seed-<k>/ (reused if they match)."),
     seeds: str = typer.Option("0-4", "--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the default config's)."),
     threshold: float = typer.Option(0.98, "--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold."),
@@ -36,24 +36,22 @@ def train_cmd(
 ) -> None:
     """Train the default MLP on MNIST from each seed; report test accuracy and a t-test of mean > threshold.
 
-    Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p); writes OUTPUT/summary.json and OUTPUT/seed-<k>/{model.pt,meta.json}.
+    Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p); writes OUTPUT/summary.json and OUTPUT/<key>/seed-<k>/{model.pt,meta.json}.
 
     Example: layer-sim train --seeds 0-4 --output runs/default
     """
-    import dataclasses
-
     from rich.console import Console
     from rich.table import Table
 
-    from layer_sim.training.loop import DEFAULT_CONFIG, train_seeds
+    from layer_sim.experiments.seeds import train_seeds
+    from layer_sim.training.loop import parse_seeds
+    from layer_sim.training.spec import DEFAULT_SPEC
 
-    config = DEFAULT_CONFIG
-    if epochs is not None or limit_train is not None:
-        config = dataclasses.replace(config, epochs=config.epochs if epochs is None else epochs, limit_train=limit_train)
+    spec = DEFAULT_SPEC.replace(**{k: v for k, v in (("epochs", epochs), ("limit_train", limit_train)) if v is not None})
     console = Console()
-    res = train_seeds(seeds, output=output, config=config, threshold=threshold, data_dir=data_dir,
+    res = train_seeds(parse_seeds(seeds), output=output, spec=spec, threshold=threshold, data_dir=data_dir,
                       device=device, progress=None, log=console.print)
-    table = Table(title=f"MLP {list(config.widths)}, {config.epochs} epochs: MNIST test accuracy")
+    table = Table(title=f"MLP {list(spec.model.widths)}, {spec.recipe.epochs} epochs: MNIST test accuracy")
     table.add_column("seed", justify="right")
     table.add_column("test accuracy (%)", justify="right")
     table.add_column("train time (s)", justify="right")

@@ -227,9 +227,9 @@ def sanity_check(
 ) -> SanityCheckResult:
     """Train or reuse ``nets`` MLPs and run layer identification for every index in ``rows``.
 
-    Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.training.loop.DEFAULT_CONFIG`) with
-    seed *k*; checkpoints are reused from ``cache_dir`` when their config key and seed match, and
-    the missing ones are trained together by :func:`layer_sim.training.ensemble.train_or_load_ensemble`.
+    Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.training.DEFAULT_SPEC`) with
+    seed *k*; checkpoints are reused from ``cache_dir`` when their spec key and seed match, and
+    the missing ones are trained together by :func:`layer_sim.training.train_or_load_ensemble`.
     Representations (post-activation of every hidden layer; logits excluded from identification,
     as in the paper) are taken on a fixed random subset of ``examples`` MNIST test images
     (``torch.randperm(10000)`` with generator seed 0), more than any layer width so that CCA is
@@ -243,8 +243,8 @@ def sanity_check(
         Number of test examples. None: 2000, or 3000 with ``full``.
     full : bool, default=False
         Paper-sized run (10 networks, as in Table 2) and a second other architecture.
-    config : TrainConfig, default=None
-        Architecture and training recipe of the main networks.
+    config : NetworkSpec, default=None
+        Architecture, task and training recipe of the main networks.
     rows : sequence of Row, default=TABLE2_ROWS
         Indexes to evaluate.
     architectures : mapping name -> widths, default=None
@@ -266,10 +266,11 @@ def sanity_check(
     -------
     SanityCheckResult
     """
-    from layer_sim.training.ensemble import train_or_load_ensemble
-    from layer_sim.training.loop import DEFAULT_CONFIG, load_data, train_or_load
+    from layer_sim.data import load_mnist
+    from layer_sim.training.cache import train_or_load, train_or_load_ensemble
+    from layer_sim.training.spec import DEFAULT_SPEC
 
-    config = DEFAULT_CONFIG if config is None else config
+    config = DEFAULT_SPEC if config is None else config
     nets = (FULL_NETS if full else DEFAULT_NETS) if nets is None else nets
     examples = (FULL_EXAMPLES if full else DEFAULT_EXAMPLES) if examples is None else examples
     if architectures is None:
@@ -279,7 +280,7 @@ def sanity_check(
     say = log if log is not None else (lambda _msg: None)
     if isinstance(nets, bool) or not isinstance(nets, int) or nets < 2:
         raise ConfigError(f"sanity_check: nets must be an integer >= 2, got {nets!r}")
-    widest = max(w for widths in (config.widths, *architectures.values()) for w in widths[1:])
+    widest = max(w for widths in (config.model.widths, *architectures.values()) for w in widths[1:])
     if isinstance(examples, bool) or not isinstance(examples, int) or examples <= widest:
         raise ConfigError(
             f"sanity_check: examples must be an integer larger than every layer width ({widest}) so "
@@ -288,7 +289,7 @@ def sanity_check(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train, test = load_data(dataclasses.replace(config, limit_train=None), data_dir=data_dir)
+    test = load_mnist("test", data_dir)
     if examples > len(test[0]):
         raise ConfigError(f"sanity_check: examples={examples} exceeds the {len(test[0])} test images")
     idx = torch.randperm(len(test[0]), generator=torch.Generator().manual_seed(0))[:examples]
@@ -297,12 +298,12 @@ def sanity_check(
     def report(cfg, seed, ckpt):
         how = "reused" if ckpt.meta.get("reused") else "trained"
         acc = ckpt.meta["metrics"]["test_accuracy"]
-        say(f"network {list(cfg.widths)} seed {seed}: {how}, test accuracy {100 * acc:.2f}%")
+        say(f"network {list(cfg.model.widths)} seed {seed}: {how}, test accuracy {100 * acc:.2f}%")
         return ckpt.model, acc
 
     # The missing seeds are trained together as one batched ensemble (same networks as one by
     # one, to floating-point rounding), which uses a CPU better than N small sequential fits.
-    ckpts = train_or_load_ensemble(config, list(range(nets)), cache_dir=cache_dir, data=(train, test),
+    ckpts = train_or_load_ensemble(config, list(range(nets)), cache_dir=cache_dir, data_dir=data_dir,
                                    device=device, progress=progress)
     models, accs = zip(*(report(config, seed, ckpt) for seed, ckpt in enumerate(ckpts)))
     timings["train_or_load"] = time.perf_counter() - t0
@@ -326,8 +327,8 @@ def sanity_check(
     t2 = time.perf_counter()
     comparisons = []
     for name, widths in architectures.items():
-        cfg = dataclasses.replace(config, widths=tuple(widths))
-        other, acc = report(cfg, 0, train_or_load(cfg, 0, cache_dir=cache_dir, data=(train, test),
+        cfg = config.replace(widths=tuple(widths))
+        other, acc = report(cfg, 0, train_or_load(cfg, 0, cache_dir=cache_dir, data_dir=data_dir,
                                                   device=device, progress=progress))
         other_reps = extract(other, probe, device=device)
         mats = tuple(
@@ -341,5 +342,5 @@ def sanity_check(
     timings["architectures"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     return SanityCheckResult(
-        tuple(results), layers, tuple(config.widths), tuple(accs), examples, tuple(comparisons), timings
+        tuple(results), layers, tuple(config.model.widths), tuple(accs), examples, tuple(comparisons), timings
     )

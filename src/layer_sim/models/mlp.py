@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from layer_sim.errors import ConfigError, InputError
+from layer_sim._options import Choice, Flag
+from layer_sim.errors import ConfigError, InputError, UnknownNameError
 
-__all__ = ["MLP", "DEFAULT_WIDTHS", "ACTIVATIONS"]
+__all__ = ["MLP", "MLPSpec", "DEFAULT_WIDTHS", "ACTIVATIONS"]
 
 #: Default architecture: 784 inputs, four hidden ReLU layers of 256 units, 10 classes.
 DEFAULT_WIDTHS: tuple[int, ...] = (784, 256, 256, 256, 256, 10)
@@ -91,21 +94,10 @@ class MLP(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        widths = _check_widths(widths)
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"MLP: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
-            )
-        hidden = widths[1:-1]
-        has_skip = [k >= 1 and hidden[k] == hidden[k - 1] for k in range(len(hidden))]
-        if skip and not any(has_skip):
-            raise ConfigError(
-                f"MLP: skip=True needs two consecutive hidden layers of equal width, got widths {widths}"
-            )
+        widths, activation, skip, self._skip_at = _check_config("MLP", widths, activation, skip)
         self.widths = widths
         self.activation = activation
-        self.skip = bool(skip)
-        self._skip_at = tuple(bool(skip) and s for s in has_skip)
+        self.skip = skip
         names = []
         for k, (d_in, d_out) in enumerate(zip(widths[:-2], widths[1:-1]), start=1):
             self.add_module(f"fc{k}", _linear(d_in, d_out))
@@ -168,16 +160,84 @@ def _linear(d_in: int, d_out: int) -> nn.Linear:
     return nn.utils.skip_init(nn.Linear, d_in, d_out)
 
 
-def _check_widths(widths) -> tuple[int, ...]:
+def _check_config(where: str, widths, activation, skip) -> tuple[tuple[int, ...], str, bool, tuple[bool, ...]]:
+    """The one check of an MLP configuration (used by :class:`MLP` and :class:`MLPSpec`).
+
+    Returns the normalised ``(widths, activation, skip)`` and, per hidden layer, whether it has
+    a residual connection.
+    """
+    widths = _check_widths(where, widths)
+    activation = Choice(*ACTIVATIONS).check(f"{where}: activation", activation)
+    skip = Flag().check(f"{where}: skip", skip)
+    hidden = widths[1:-1]
+    has_skip = [k >= 1 and hidden[k] == hidden[k - 1] for k in range(len(hidden))]
+    if skip and not any(has_skip):
+        raise ConfigError(
+            f"{where}: skip=True needs two consecutive hidden layers of equal width, got widths {widths}"
+        )
+    return widths, activation, skip, tuple(skip and s for s in has_skip)
+
+
+def _check_widths(where: str, widths) -> tuple[int, ...]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
-        raise ConfigError(f"MLP: widths must be a sequence of positive integers, got {widths!r}")
+        raise ConfigError(f"{where}: widths must be a sequence of positive integers, got {widths!r}")
     try:
         out = tuple(int(w) for w in widths)
         exact = all(int(w) == w for w in widths)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"MLP: widths must be a sequence of positive integers, got {widths!r}") from exc
+        raise ConfigError(f"{where}: widths must be a sequence of positive integers, got {widths!r}") from exc
     if not exact or len(out) < 2 or min(out) < 1:
         raise ConfigError(
-            f"MLP: widths must be at least two positive integers (d_in, ..., d_out), got {widths!r}"
+            f"{where}: widths must be at least two positive integers (d_in, ..., d_out), got {widths!r}"
         )
     return out
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """What names an :class:`MLP` architecture: its constructor arguments, without the seed.
+
+    Frozen, validated and hashable, so it can be part of a cache key; :meth:`build` makes the
+    network. ``MLPSpec(**mlp.config)`` describes an existing ``mlp``.
+
+    Examples
+    --------
+    >>> spec = MLPSpec((784, 64, 64, 10), skip=True)
+    >>> spec.to_dict()
+    {'kind': 'MLP', 'widths': [784, 64, 64, 10], 'activation': 'relu', 'skip': True}
+    >>> spec.build(seed=0).layer_names
+    ('act1', 'res2')
+    """
+
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    activation: str = "relu"
+    skip: bool = False
+
+    #: The model class this spec builds (recorded as ``"kind"``).
+    kind: ClassVar[str] = "MLP"
+
+    def __post_init__(self) -> None:
+        widths, activation, skip, _ = _check_config("MLPSpec", self.widths, self.activation, self.skip)
+        object.__setattr__(self, "widths", widths)
+        object.__setattr__(self, "activation", activation)
+        object.__setattr__(self, "skip", skip)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": "MLP", "widths": [...], "activation", "skip"}`` (JSON-serialisable)."""
+        return {"kind": self.kind, "widths": list(self.widths), "activation": self.activation, "skip": self.skip}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
+        """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
+        d = dict(d)
+        if d.pop("kind", cls.kind) != cls.kind:
+            raise ConfigError(f"MLPSpec.from_dict: kind must be {cls.kind!r}, got {d!r}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names), key=str)
+        if unknown:
+            raise UnknownNameError(f"MLPSpec.from_dict: unknown field(s) {unknown}; valid fields are {names}")
+        return cls(**d)
+
+    def build(self, *, seed: int | None = None) -> MLP:
+        """The untrained :class:`MLP`, initialised from ``seed`` (see ``MLP(seed=...)``)."""
+        return MLP(self.widths, activation=self.activation, skip=self.skip, seed=seed)

@@ -1,4 +1,18 @@
-"""Checkpoints: a directory with ``model.pt`` (state dict) and ``meta.json``, written atomically."""
+"""Checkpoints: a directory with ``model.pt`` (state dict) and ``meta.json``, written atomically.
+
+One layout whatever trained the network (:func:`~layer_sim.training.fit`,
+:func:`~layer_sim.training.fit_ensemble`, ``layer-sim train``, the sanity check): the cache
+(:mod:`layer_sim.training.cache`) keeps each network in ``<cache_dir>/<spec key>/seed-<k>/``::
+
+    model.pt    the final weights (a state dict, loaded with ``weights_only=True``)
+    meta.json   written last, so its presence means the checkpoint is complete: spec, key,
+                seed, trainer, metrics (test accuracy, train seconds, history), model class and
+                config, library versions
+
+Other names in a checkpoint directory are reserved for an in-progress epoch checkpoint
+(model, optimizer, scheduler and generator state, epoch; see :class:`~layer_sim.training.TrainState`),
+which never contains ``meta.json`` and so is never mistaken for a finished network.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +26,10 @@ import torch
 from torch import nn
 
 from layer_sim._io import atomic_write
-from layer_sim.errors import ConfigError, DataError
+from layer_sim.errors import ConfigError, DataError, LayerSimError
 from layer_sim.models import MLP
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "MODEL_CLASSES"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "MODEL_CLASSES"]
 
 #: Model classes a checkpoint can rebuild, by name; each must expose ``.config`` and ``cls(**config)``.
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP}
@@ -24,7 +38,7 @@ _WEIGHTS, _META = "model.pt", "meta.json"
 
 
 class Checkpoint(NamedTuple):
-    """A restored network and its metadata (``config``, ``seed``, ``metrics``, ``versions``, ...)."""
+    """A restored network and its metadata (``spec``, ``seed``, ``trainer``, ``metrics``, ``versions``, ...)."""
 
     model: nn.Module
     meta: dict[str, Any]
@@ -61,6 +75,8 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
     }
     text = json.dumps(full, indent=2, sort_keys=True, allow_nan=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # An overwrite must never leave an old meta.json vouching for new (or half-replaced) weights.
+    (directory / _META).unlink(missing_ok=True)
     atomic_write(directory / _WEIGHTS, lambda fh: torch.save(state, fh))
     atomic_write(directory / _META, lambda fh: fh.write(text.encode()))
     return directory
@@ -75,24 +91,55 @@ def load_checkpoint(directory, *, map_location: str | torch.device | None = None
     Raises
     ------
     DataError
-        If the directory has no complete checkpoint or names an unknown model class.
+        The directory has no complete checkpoint, ``meta.json`` is not a JSON object or names an
+        unknown model class, ``model.pt`` is damaged (e.g. truncated), or the weights do not
+        match the model ``meta.json`` describes; the message names the file.
     """
     directory = Path(directory)
     meta_path, weights_path = directory / _META, directory / _WEIGHTS
     if not (meta_path.is_file() and weights_path.is_file()):
         raise DataError(f"load_checkpoint: {directory} has no complete checkpoint ({_WEIGHTS} + {_META})")
+    meta = read_meta(directory)
     try:
-        meta = json.loads(meta_path.read_text())
         cls = MODEL_CLASSES[meta["model_class"]]
         with torch.random.fork_rng(devices=[]):  # its initial draw is overwritten anyway
             model = cls(**meta["model_config"])
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise DataError(f"load_checkpoint: {meta_path} is not a layer_sim checkpoint ({exc!r})") from exc
-    state = torch.load(weights_path, map_location=map_location or "cpu", weights_only=True)
-    model.load_state_dict(state)
+    except (KeyError, TypeError, LayerSimError) as exc:
+        raise DataError(f"load_checkpoint: {meta_path} does not describe a layer_sim model ({exc!r})") from None
+    try:
+        state = torch.load(weights_path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated/foreign files raise EOFError, RuntimeError, UnpicklingError...
+        raise DataError(f"load_checkpoint: {weights_path} is damaged or not a state dict ({exc})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"load_checkpoint: the weights in {weights_path} do not match the model that {meta_path} describes "
+            f"({str(exc).splitlines()[0]})"
+        ) from None
     if map_location is not None:
         model.to(map_location)
     return Checkpoint(model.eval(), meta)
+
+
+def read_meta(directory) -> dict[str, Any]:
+    """The ``meta.json`` of a checkpoint directory, as a dict.
+
+    Raises
+    ------
+    DataError
+        The file is missing, is not JSON, or is not a JSON object; the message names it.
+    """
+    path = Path(directory) / _META
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"load_checkpoint: {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"load_checkpoint: {path} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"load_checkpoint: {path} holds a JSON {type(meta).__name__}, not an object")
+    return meta
 
 
 def _version() -> str:
