@@ -12,7 +12,7 @@ from layer_sim.errors import (
     UnknownNameError,
 )
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
-from layer_sim.representations import Representations, extract
+from layer_sim.representations import Representations, extract, iter_representations
 from layer_sim.data import load_mnist
 from layer_sim.models import MLP
 from layer_sim.training import load_checkpoint, save_checkpoint
@@ -57,6 +57,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "extract",
+    "iter_representations",
     "Representations",
     "compare",
     "SimilarityMatrix",

@@ -95,11 +95,12 @@ def sanity_check_cmd(
     from rich.table import Table
 
     from layer_sim.experiments.sanity import sanity_check
+    from layer_sim.report.sanity import write_sanity_check
 
     console = Console()
     result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
-                          cache_dir=cache_dir, progress=sys.stdout.isatty(), log=console.print)
-    written = result.write(output)
+                          cache_dir=cache_dir, progress=None, log=console.print)
+    written = write_sanity_check(result, output)
     accs = [100 * a for a in result.test_accuracies]
     table = Table(title=f"Layer identification, {result.nets} MLPs {list(result.widths)} on {result.examples} MNIST test examples")
     for col in ("Index", "Accuracy (%)", "Jackknife SE", "Paper, Tiny-10 (%)"):
@@ -113,9 +114,9 @@ def sanity_check_cmd(
         for rec in arch.best_matches():
             console.print("  " + ", ".join(f"{k}: {v}" for k, v in rec.items()))
     t = result.timings
-    console.print(f"time: train/load {t['train_or_load']:.0f} s, extract {t['extract']:.1f} s, "
-                  f"identification {t['identification']:.0f} s, architectures {t['architectures']:.0f} s, "
-                  f"total {t['total']:.0f} s")
+    console.print(f"time: train/load {t.train_or_load:.0f} s, extract {t.extract:.1f} s, "
+                  f"identification {t.identification:.0f} s, architectures {t.architectures:.0f} s, "
+                  f"total {t.total:.0f} s")
     console.print(f"wrote {len(written)} files under {output}")
 
 
