@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from layer_sim._devices import resolve_device
+from layer_sim._device import resolve_device
 from layer_sim._options import Flag, check
 from layer_sim.data.tasks import Task
 from layer_sim.errors import ConfigError, InputError, LayerSimError, UnknownNameError
@@ -267,7 +267,7 @@ def _plan(model, data, *, layers, batch_size, device, gradients, objective) -> _
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"extract: batch_size must be a positive integer, got {batch_size!r}")
     check("extract", "gradients", Flag(), gradients)
-    run_on = resolve_device(device, where="extract: device")
+    run_on = resolve_device("extract", device)
     chosen, want_output = _select(model, layers)
     if not chosen and not want_output:
         raise InputError("extract: no layers selected; pass layer names, module types or None")
