@@ -96,6 +96,6 @@ def load_checkpoint(directory, *, map_location: str | torch.device | None = None
 
 
 def _version() -> str:
-    from layer_sim import __version__
+    from layer_sim._version import __version__
 
     return __version__
