@@ -106,3 +106,14 @@ def test_a_figure_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_p
         save_figure(Broken(), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.png"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_the_umask_allows(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        figure = save_figure(heatmap(_matrix()).figure, tmp_path / "m.png")
+        matrix = save_matrix(_matrix(), tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    assert [p.stat().st_mode & 0o777 for p in (figure, matrix)] == [mode, mode]
