@@ -195,6 +195,12 @@ def test_a_model_coupling_examples_is_refused_for_gradients_only():
     assert extract(net, x)["output"].shape == (6, 3)  # features alone are still returned
     with pytest.raises(InputError, match="couples examples"):
         extract(net, (x, y), gradients=True, objective=CrossEntropy())
+    # A first batch of one example cannot show coupling; the next batch, of five, does.
+    loader = DataLoader(TensorDataset(x, y), batch_sampler=[[0], [1, 2, 3, 4, 5]])
+    gen = iter_representations(net, loader, gradients=True, objective=CrossEntropy())
+    assert next(gen).n == 1
+    with pytest.raises(InputError, match="couples examples"):
+        next(gen)
     assert _no_hooks(net)
 
 

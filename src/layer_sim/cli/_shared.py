@@ -93,6 +93,14 @@ def writable_dir(path: Path, *, option: str = "--output") -> Path:
     ConfigError
         ``path`` (or a parent) is a file, or the directory cannot be created or written in
         (permission denied, read-only file system, ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     writable_dir(Path(f.name) / "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: --output /tmp/... exists and is not a directory (or a parent of it is a file)
     """
     path = Path(path)
     try:

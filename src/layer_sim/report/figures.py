@@ -103,7 +103,15 @@ def save_figure(fig: Figure, path, *, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix, e.g. ``.png``, ``.pdf``) atomically.
 
     The image goes to a temporary file that replaces ``path`` only when complete, so an
-    interrupted run never leaves a truncated image.
+    interrupted run never leaves a truncated image; the file gets the mode the umask allows.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = save_figure(Figure(), Path(d) / "empty.png", dpi=20)
+    ...     path.name, path.read_bytes()[1:4]
+    ('empty.png', b'PNG')
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"

@@ -159,7 +159,7 @@ def iter_representations(
         :math:`h_i` of every example, where :math:`f_i` is example *i*'s ``objective`` value (one
         backward pass of :math:`\sum_i f_i` per batch), in ``.gradients``. Row *i* depends only on
         example *i* because examples do not interact in the forward pass: this is checked on the
-        first batch, and a model that couples examples is refused.
+        first batch of two examples or more, and a model that couples examples is refused.
     objective : Loss or callable ``(output, targets) -> (n,)``, default=None
         What to differentiate, one value per example (see
         :mod:`layer_sim.representations.objectives`), e.g. ``CrossEntropy()`` or ``MSEOneHot()``.
@@ -296,6 +296,7 @@ def _plan(model, data, *, layers, batch_size, device, gradients, objective) -> _
 def _run(plan: _Plan) -> Iterator[Representations]:
     gradients = plan.objective is not None
     order: list[str] | None = None
+    independent = False  # checked once, on the first batch with two examples or more
     with recording(plan.model, plan.chosen, device=plan.device) as rec:
         run_on = plan.device if plan.device is not None else model_device(plan.model)
         for b, (x, y) in enumerate(plan.batches):
@@ -316,8 +317,9 @@ def _run(plan: _Plan) -> Iterator[Representations]:
                     values = objectives.evaluate(plan.objective, out, y, where="extract")
                     calls = rec.take()
                     live = [c.live for c in calls] + ([out] if plan.want_output else [])
-                    if first and x.shape[0] > 1:
+                    if not independent and x.shape[0] > 1:
                         _check_independent(values, [leaf] if leaf.requires_grad else live)
+                        independent = True
                     grads = torch.autograd.grad(values.sum(), live, allow_unused=True)
             else:
                 with torch.no_grad():
