@@ -119,6 +119,11 @@ def sanity_check_cmd(
     console.print(f"wrote {len(written)} files under {output}")
 
 
+from layer_sim.cli.runs import runs_app  # noqa: E402  (the runs command group)
+
+app.add_typer(runs_app, name="runs")
+
+
 def _dash(x) -> str:
     return "—" if x is None else f"{x:.1f}"
 
