@@ -239,6 +239,12 @@ def test_a_directory_is_refused(tmp_path):
         Store(tmp_path, write=True)
 
 
+def test_a_path_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"store .*file/results.sqlite: cannot be opened for writing \(File exists: .*file\)"):
+        Store(tmp_path / "file" / "results.sqlite", write=True)
+
+
 def test_doctests():
     failures, tried = doctest.testmod(store_module)
     assert tried > 0 and failures == 0

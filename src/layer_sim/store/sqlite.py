@@ -115,27 +115,31 @@ class Store:
         self.write = bool(write)
         self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except BaseException as exc:
+            self.close()  # release the lock if it was taken
+            if isinstance(exc, (OSError, sqlite3.Error)):  # permissions, a file where a directory should be, ...
+                detail = getattr(exc, "strerror", None) or str(exc)
+                where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+                raise DataError(f"store {self.path}: cannot be {'opened for writing' if write else 'read'} "
+                                f"({detail}{where})") from exc
+            raise
+
+    def _open(self) -> None:
         if self.path.is_dir():
             raise DataError(f"store {self.path}: is a directory, expected a results store file")
         if not self.path.exists():
-            if not write:
+            if not self.write:
                 raise DataError(f"store {self.path}: no such file (a sweep creates it)")
             self._acquire_lock()
-            try:
-                if not self.path.exists():  # another writer may have created it meanwhile
-                    self._create()
-            except BaseException:
-                self._release_lock()
-                raise
+            if not self.path.exists():  # another writer may have created it meanwhile
+                self._create()
         else:
             _validate(self.path)
-            if write:
+            if self.write:
                 self._acquire_lock()
-        try:
-            self._conn = self._connect()
-        except BaseException:
-            self._release_lock()
-            raise
+        self._conn = self._connect()
 
     # ------------------------------------------------------------------ opening and closing
 
