@@ -1,4 +1,4 @@
-"""All-layer-pairs linear CKA (``linear_cka_matrix`` and ``Measure.matrix_fn``) vs a plain per-pair loop."""
+"""The every-pair engine (``linear_cka_matrix``, ``Measure.matrix_fn``, compare) vs a plain per-pair loop."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from layer_sim import linear_cka_matrix
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
-from layer_sim.measures import _fast, get
+from layer_sim.measures import all_pairs, get
 
 
 def plain_cka(x, y):
@@ -44,7 +44,7 @@ def test_matrix_equals_per_pair_loop(n, widths):
 
 def test_chunked_merge_with_large_offset(monkeypatch):
     # Tiny chunks force many Chan merges; a +1e4 common offset would wreck raw sums.
-    monkeypatch.setattr(_fast, "_CHUNK_BYTES", 8 * 64 * 37)
+    monkeypatch.setattr(all_pairs, "_CHUNK_BYTES", 8 * 64 * 37)
     xs = relu_layers(500, (20, 16, 12), 2, offset=1e4)
     ys = relu_layers(500, (20, 9, 30), 3, offset=-3e4)
     expected = plain_matrix([x - 1e4 for x in xs], [y + 3e4 for y in ys])  # centring removes the offset
@@ -78,7 +78,7 @@ def test_torch_backend_equals_numpy_backend(monkeypatch):
     xs = relu_layers(200, (10, 15, 25), 7)
     ys = relu_layers(200, (10, 5), 8)
     numpy_route = linear_cka_matrix(xs, ys)
-    monkeypatch.setattr(_fast, "_CPU_BACKEND", "torch")
+    monkeypatch.setattr(all_pairs, "_CPU_BACKEND", "torch")
     np.testing.assert_allclose(linear_cka_matrix(xs, ys), numpy_route, rtol=0, atol=1e-13)
 
 
@@ -89,12 +89,12 @@ def test_matrix_fn_on_prepared_states_equals_score(name, normalise):
     ys = relu_layers(300, (10, 6, 30), 10)
     pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
     for a, b in ((pa, pb), (pa, pa)):  # cross GEMM, and the symmetric (SYRK) case
-        got = _fast.linear_state_matrix(a, b, name=name, score=m.score, normalise=normalise).numpy()
+        got = all_pairs.linear_state_matrix(a, b, name=name, score=m.score, normalise=normalise).numpy()
         want = np.array([[float(m.score(s, t)) for t in b] for s in a])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     if normalise:
         np.testing.assert_allclose(
-            _fast.linear_state_matrix(pa, pb, name=name, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
+            all_pairs.linear_state_matrix(pa, pb, name=name, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
         )
 
 
