@@ -129,3 +129,38 @@ def test_compare_uses_matrix_fn_and_matches_plain_loop():
     both = compare(dict(zip("ab", xs)))  # b=None: the symmetric (SYRK) product
     np.testing.assert_allclose(both.values, plain_matrix(xs, xs), rtol=0, atol=1e-12)
 
+
+
+def test_compare_runs_one_engine_pass_on_the_raw_layers(monkeypatch):
+    # The registry's linear CKA keeps each validated layer as it is (float32 stays float32, no copy),
+    # caches its self term in prepare, and compare's matrix_fn runs the cross GEMM once for all pairs.
+    from layer_sim import compare
+
+    xs = [torch.from_numpy(x.astype(np.float32)) for x in relu_layers(400, (12, 30, 9, 20), 14)]
+    ys = [torch.from_numpy(y.astype(np.float32)) for y in relu_layers(400, (12, 25, 7), 15)]
+    m = get("linear_cka")
+    state = m.prepare(xs[0])
+    assert state.route == "engine" and state.data.dtype == torch.float32 and state.data.data_ptr() == xs[0].data_ptr()
+    calls = []
+    real = all_pairs.cross_norms
+    monkeypatch.setattr(all_pairs, "cross_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    s = compare(dict(zip("abc", xs)), dict(zip("de", ys)), measure="linear_cka")
+    assert len(calls) == 1
+    ref = plain_matrix([x.numpy() for x in xs], [y.numpy() for y in ys])
+    np.testing.assert_allclose(s.values, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s.values, linear_cka_matrix(xs, ys).numpy(), rtol=0, atol=1e-13)
+
+
+def test_matrix_fn_with_gram_route_layers_equals_the_plain_loop():
+    # n = 30 < 40: the wide layer is prepared on the Gram route, so the matrix falls back to pairs.
+    xs = relu_layers(30, (6, 5, 40), 16)
+    ys = relu_layers(30, (6, 8), 17)
+    for name in ("linear_cka", "linear_hsic"):
+        m = get(name)
+        pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
+        assert [s.route for s in pa] == ["engine", "gram"]
+        got = m.matrix_fn(pa, pb).numpy()
+        want = plain_matrix(xs, ys) if name == "linear_cka" else np.array(
+            [[np.linalg.norm((x - x.mean(0)).T @ (y - y.mean(0))) ** 2 / 29**2 for y in ys] for x in xs]
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
