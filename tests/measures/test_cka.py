@@ -35,7 +35,6 @@ FEW = settings(max_examples=20, deadline=None)
 from _references import (  # noqa: E402  (shared with test_core.py and test_scale.py)
     data,
     orthogonal,
-    ref_center_gram,
     ref_cka,
     ref_gram_linear,
     ref_gram_rbf,

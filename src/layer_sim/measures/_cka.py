@@ -96,17 +96,26 @@ def linear_cka(x, y, *, debiased: bool = False):
     Raises
     ------
     InputError
-        NaN/Inf, different numbers of rows, fewer than 2 (debiased: 4) examples.
+        NaN/Inf, different numbers of rows, fewer than 2 (debiased: 4) examples, or any other
+        unusable input (see :mod:`layer_sim.measures._validation`).
     DegenerateInputError
         ``x`` or ``y`` is constant (the message names which), or, debiased, its unbiased
         self-HSIC is 0 (e.g. one example differs from n - 1 identical ones).
+    ConfigError
+        ``debiased`` is not a bool (``"False"`` is refused, not truth-tested).
 
     Notes
     -----
     Route, chosen per representation when it is prepared: feature space (the p x p products
     above, O(n p^2), no n x n matrix) when n > p; Gram space (:math:`\langle K_c, L_c\rangle`,
     O(n^2 p)) when p >= n. A pair with one of each uses :math:`\langle K, L_c\rangle
-    = \mathrm{tr}(X_c^\top L_c X_c)`. All routes agree to rounding.
+    = \mathrm{tr}(X_c^\top L_c X_c)`. All routes agree to rounding. On the feature route the
+    biased estimator without autograd runs on the every-pair engine of
+    :func:`layer_sim.linear_cka_matrix` (no float64 copy of float32 input).
+
+    Scale: ``c * x`` gives the value of ``x`` for any representable ``c * x`` (float64 1e+-300
+    included): a representation is multiplied by an exact power of two when its magnitude
+    would make fourth powers over- or underflow.
 
     Debiased, feature route: with :math:`d_i = \lVert x_{c,i}\rVert^2`, :math:`e_i = \lVert
     y_{c,i}\rVert^2`, :math:`n(n-3)\,\mathrm{HSIC}_1 = \lVert Y_c^\top X_c\rVert_F^2 - \frac{n}{n-2}
@@ -159,7 +168,14 @@ def linear_hsic(x, y):
     Returns
     -------
     float or Tensor
-        Non-negative; float for NumPy input, 0-d tensor for torch input.
+        Non-negative; float for NumPy input, 0-d tensor for torch input. Exactly
+        ``c**2 * linear_hsic(x, y)`` for ``c * x`` when ``c`` is a power of two.
+
+    Raises
+    ------
+    InputError
+        As :func:`linear_cka`, and when the true value lies outside the float64 range (HSIC of
+        two inputs of magnitude 1e300 is about 1e600): an error, never ``inf`` or 0.
 
     Examples
     --------
@@ -190,7 +206,9 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
     x, y : {array-like, Tensor} of shape (n_examples, n_features)
         The same examples in rows.
     sigma : float, default=0.8
-        Bandwidth as a fraction of the median pairwise distance (Kornblith et al. used 0.2-0.8).
+        Bandwidth as a fraction of the median pairwise distance (Kornblith et al. used 0.2-0.8);
+        any positive finite value. As sigma grows the value tends to :func:`linear_cka` (the
+        exact limit, reached at sigma = 1e300); as it shrinks the kernel rounds to the identity.
     debiased : bool, default=False
         Use the unbiased HSIC_1 of Song et al. (2012) (U-centred Grams); needs n >= 4.
     block_size : int or None, default=None
@@ -207,10 +225,20 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
     ------
     DegenerateInputError
         ``x`` or ``y`` is constant, or its median squared distance is 0 (more than half of the
-        n^2 pairs of examples coincide), which makes the bandwidth 0.
+        n^2 pairs of examples coincide), which makes the bandwidth 0; debiased, an unbiased
+        self-HSIC of 0, e.g. at a sigma so small that the kernel is the identity (the message
+        names sigma).
+    ConfigError
+        ``sigma`` is not a positive finite number, ``debiased`` not a bool, ``block_size`` not
+        a positive integer or None.
 
     Notes
     -----
+    For sigma > 1 the kernel is computed as :math:`2\sigma^2 (K - 1) = -(D/m) f(t)`,
+    :math:`f(t) = (1 - e^{-t})/t`, which has the same CKA (centring removes the constant) and
+    keeps its digits where :math:`\exp(-t)` rounds to 1; :math:`t = D / (2\sigma^2 m)` is
+    formed without :math:`\sigma^2`, which would overflow.
+
     The exact median is found without storing the n^2 distances: a random sample of pairs
     brackets it, one blockwise pass counts the distances below the bracket and keeps the few
     inside, which are then sorted; a missed bracket is widened (exact in every case). Gradients
@@ -592,7 +620,7 @@ def _rbf_state(
     if not blockwise:
         K = k.rbf_block(Xc, sq_norms, median, sigma, 0, n)
         gram = k.centre_block(K, k.centring_offsets(K.sum(dim=1) - diagonal, n, unbiased), 0, unbiased)
-        state = replace(empty, rows=n, gram=gram, self_hsic=k.frobenius_dot(gram, gram))
+        state = replace(empty, rows=n, gram=gram, self_hsic=core.frobenius(gram, gram))
     else:
         # Blockwise, only the upper triangle is computed (blocks [s:e, s:]): half the work of full rows.
         blocks = ((s, e, k.rbf_block(Xc, sq_norms, median, sigma, s, e)) for s, e in k.row_blocks(n, rows))
@@ -700,7 +728,7 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
             K = k.rbf_block(B, sq_norms, median, sigma, 0, m)
         grams.append(k._centre_gram(K, unbiased=True) / math.sqrt(m * (m - 3)))
         scale = scale + K.detach().square().sum() / (m * (m - 3))
-    self_hsic = sum(k.frobenius_dot(g, g) for g in grams)
+    self_hsic = sum(core.frobenius(g, g) for g in grams)
     if self_hsic <= _rank_floor(batch_size, X.dtype) * scale:
         return MinibatchState(n, (), None, "has zero unbiased self-HSIC in every minibatch")
     return MinibatchState(n, tuple(grams), self_hsic, None)
@@ -708,7 +736,7 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
 
 def _minibatch_cka_score(px: MinibatchState, py: MinibatchState) -> torch.Tensor:
     _raise_if_degenerate("minibatch_cka", x=px, y=py)
-    cross = sum(k.frobenius_dot(gx, gy) for gx, gy in zip(px.grams, py.grams))
+    cross = sum(core.frobenius(gx, gy) for gx, gy in zip(px.grams, py.grams))
     return check_range("minibatch_cka", core.cka_ratio(cross, px.self_hsic, py.self_hsic), lower=-1.0)
 
 

@@ -116,10 +116,6 @@ class Centred:
     x_norm: float
     constant: bool
 
-    @property
-    def n(self) -> int:
-        return self.xc.shape[0]
-
 
 def centred(X: torch.Tensor) -> Centred:
     """Scale (if outside the window), centre in two passes, test for constant, rescale the centred

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["unit_scale", "frobenius", "cka_ratio", "hsic_normaliser", "feature_inner", "cka_gram", "cka_features"]
+__all__ = ["unit_scale", "frobenius", "cka_ratio", "feature_inner", "cka_gram", "cka_features"]
 
 
 def unit_scale(a: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def unit_scale(a: torch.Tensor) -> torch.Tensor:
 
 
 def frobenius(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r""":math:`\langle A, B\rangle_F = \sum_{ij} A_{ij} B_{ij}` as one dot product."""
+    r""":math:`\langle A, B\rangle_F = \sum_{ij} A_{ij} B_{ij}` as one BLAS dot, without an elementwise-product temporary."""
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
@@ -47,11 +47,6 @@ def cka_ratio(kl: torch.Tensor, kk: torch.Tensor, ll: torch.Tensor) -> torch.Ten
     r""":math:`\mathrm{CKA} = \langle K_c, L_c\rangle / (\sqrt{\langle K_c, K_c\rangle}\sqrt{\langle L_c, L_c\rangle})`,
     from the three inner products in any common scaling (it cancels)."""
     return kl / (torch.sqrt(kk) * torch.sqrt(ll))
-
-
-def hsic_normaliser(n: int, debiased: bool) -> float:
-    """HSIC = inner product of centred Grams / this: ``(n - 1)^2`` biased, ``n (n - 3)`` for HSIC_1."""
-    return float(n * (n - 3)) if debiased else float((n - 1) ** 2)
 
 
 def feature_inner(xc: torch.Tensor, yc: torch.Tensor, *, debiased: bool = False) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from layer_sim._options import Flag, Real, check
 from layer_sim.errors import DegenerateInputError, InputError
 from layer_sim.measures._features import centre, ldexp, scale_exponent
+from layer_sim.measures._hsic import frobenius
 from layer_sim.measures._validation import as_matrix, as_square, to_array
 
 __all__ = ["gram_linear", "gram_rbf", "centre_gram"]
@@ -321,11 +322,6 @@ def rbf_block(
 # --------------------------------------------------------------------------- blockwise machinery
 
 
-def frobenius_dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``<A, B>_F = sum(A * B)`` as one BLAS dot, without an elementwise-product temporary."""
-    return torch.dot(A.reshape(-1), B.reshape(-1))
-
-
 def symmetric_block_dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Share of ``<A_full, B_full>`` of block ``[start:stop, start:]`` of two symmetric matrices.
 
@@ -333,7 +329,7 @@ def symmetric_block_dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     right of the leading square stands for its mirror image too, so it counts twice.
     """
     r = A.shape[0]
-    return 2 * frobenius_dot(A, B) - frobenius_dot(A[:, :r], B[:, :r])
+    return 2 * frobenius(A, B) - frobenius(A[:, :r], B[:, :r])
 
 
 def upper_row_sums(blocks: Iterator[tuple[int, int, torch.Tensor]], n: int, like: torch.Tensor) -> torch.Tensor:
