@@ -132,8 +132,9 @@ def test_compare_uses_matrix_fn_and_matches_plain_loop():
 
 
 def test_compare_runs_one_engine_pass_on_the_raw_layers(monkeypatch):
-    # The registry's linear CKA keeps each validated layer as it is (float32 stays float32, no copy),
-    # caches its self term in prepare, and compare's matrix_fn runs the cross GEMM once for all pairs.
+    # The registry's linear CKA keeps each validated layer as it is (float32 stays float32, no copy)
+    # and compare's matrix_fn runs one engine pass for all pairs, self terms included: the work of
+    # linear_cka_matrix. prepare only proves from a few rows that no layer is constant.
     from layer_sim import compare
 
     xs = [torch.from_numpy(x.astype(np.float32)) for x in relu_layers(400, (12, 30, 9, 20), 14)]
@@ -141,14 +142,38 @@ def test_compare_runs_one_engine_pass_on_the_raw_layers(monkeypatch):
     m = get("linear_cka")
     state = m.prepare(xs[0])
     assert state.route == "engine" and state.data.dtype == torch.float32 and state.data.data_ptr() == xs[0].data_ptr()
-    calls = []
-    real = all_pairs.cross_norms
-    monkeypatch.setattr(all_pairs, "cross_norms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    passes = []
+    real = all_pairs._CoMoments.update
+    monkeypatch.setattr(all_pairs._CoMoments, "update", lambda self, *a, **k: passes.append(1) or real(self, *a, **k))
     s = compare(dict(zip("abc", xs)), dict(zip("de", ys)), measure="linear_cka")
-    assert len(calls) == 1
+    assert len(passes) == 1
     ref = plain_matrix([x.numpy() for x in xs], [y.numpy() for y in ys])
     np.testing.assert_allclose(s.values, ref, rtol=0, atol=1e-12)
     np.testing.assert_allclose(s.values, linear_cka_matrix(xs, ys).numpy(), rtol=0, atol=1e-13)
+    # layer_identification reuses prepared layers across pairs: self terms are computed once
+    pa = [m.prepare(x) for x in xs]
+    pb = [m.prepare(y) for y in ys]
+    passes.clear()
+    first = m.matrix_fn(pa, pb)
+    assert all("self_norm" in st.cache for st in pa + pb)
+    np.testing.assert_array_equal(m.matrix_fn(pa, pb).numpy(), first.numpy())
+    np.testing.assert_allclose(m.matrix_fn(pa, pa).numpy(), plain_matrix(*[[x.numpy() for x in xs]] * 2), atol=1e-12)
+    assert len(passes) == 3
+
+
+def test_a_layer_not_proven_varying_gets_the_exact_test_in_prepare():
+    # Every row the certificate samples (9 evenly spaced ones) equals row 0, and only row 1
+    # differs: prepare cannot prove the layer varies from the sample, so it runs the exact test
+    # (and computes the self term) instead of leaving both to the engine.
+    x = np.tile(np.random.default_rng(18).standard_normal(4), (50, 1))
+    x[1] += 1e-3
+    m = get("linear_cka")
+    state = m.prepare(x)
+    assert state.self_norm is not None and state.degenerate is None  # the exact test: not constant
+    assert m.prepare(np.zeros((50, 4))).degenerate.startswith("is constant")
+    assert m.prepare(np.random.default_rng(0).standard_normal((50, 4))).self_norm is None  # deferred
+    y = np.random.default_rng(19).standard_normal((50, 3))
+    assert m(x, y) == pytest.approx(plain_cka(x, y), abs=1e-12)
 
 
 def test_matrix_fn_with_gram_route_layers_equals_the_plain_loop():

@@ -16,7 +16,7 @@ Nguyen, Raghu & Kornblith (2021). Do wide and deep networks learn the same thing
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
@@ -29,6 +29,7 @@ from layer_sim.measures._features import (
     CONSTANT,
     centre,
     centred,
+    certainly_varies,
     degenerate_error,
     is_constant,
     ldexp,
@@ -44,7 +45,7 @@ from layer_sim.measures._validation import (
 )
 from layer_sim.measures.all_pairs import (
     cka_from_norms,
-    cross_norms,
+    engine_norms,
     hsic_from_inner,
     hsic_from_norm,
     linear_state_matrix,
@@ -437,7 +438,9 @@ class LinearState:
 
     - ``"engine"`` (biased, n > p, no autograd): the validated layer itself, in its own dtype (no
       copy); ``amax`` its largest magnitude and ``self_norm`` the norm ``||X_c^T X_c||_F`` of its
-      centred co-moment, both from the every-pair engine (:mod:`layer_sim.measures.all_pairs`);
+      centred co-moment. When a few rows prove the layer is not constant, ``self_norm`` is left
+      to the every-pair engine, which computes it in the same pass as the cross products and keeps
+      it in ``cache`` (:mod:`layer_sim.measures.all_pairs`);
     - ``"features"`` (debiased or autograd, n > p): the centred features;
     - ``"gram"`` (p >= n): the centred Gram (U-centred when debiased).
 
@@ -455,6 +458,8 @@ class LinearState:
     self_norm: torch.Tensor | None = None
     self_hsic: torch.Tensor | None = None
     degenerate: str | None = None
+    # Engine route: the self term when the engine computed it later (see all_pairs.engine_norms).
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _linear_state(
@@ -466,9 +471,11 @@ def _linear_state(
         engine = not unbiased and not X.requires_grad and n > p
         route = "engine" if engine else ("features" if n > p else "gram")
     if route == "engine":
-        amax = max_abs(X)
-        if not normalise:  # HSIC needs no self term; the exponent is the engine's own rule
-            return LinearState(n, route, X, scale_exponent(amax, accumulation_dtype(X.device)), amax)
+        amax, acc = max_abs(X), accumulation_dtype(X.device)
+        # The exponent is the engine's own rule. HSIC needs no self term; CKA's is left to the
+        # engine's pass over all pairs unless the layer may be constant, which must be known now.
+        if not normalise or certainly_varies(X, amax, acc):
+            return LinearState(n, route, X, scale_exponent(amax, acc), amax)
         self_norm, constant, e = self_moments(X, amax)
         return LinearState(n, route, X, e, amax, self_norm, degenerate=CONSTANT if constant else None)
     c = centred(X.to(accumulation_dtype(X.device)))
@@ -506,8 +513,8 @@ def _inner(px: LinearState, py: LinearState, unbiased: bool) -> torch.Tensor:
 def _linear_cka_score(px: LinearState, py: LinearState, *, name: str, unbiased: bool) -> torch.Tensor:
     _raise_if_degenerate(name, x=px, y=py)
     if px.route == "engine" and py.route == "engine":
-        c = cross_norms([px.data], [py.data], [px.amax], [py.amax])
-        return cka_from_norms(name, c, px.self_norm[None], py.self_norm[None], rounding=torch.float64)[0, 0]
+        c, sx, sy = engine_norms([px], [py], selfs=True)
+        return cka_from_norms(name, c, sx, sy, rounding=torch.float64)[0, 0]
     px, py = _dense(px, unbiased), _dense(py, unbiased)
     value = core.cka_ratio(_inner(px, py, unbiased), px.self_hsic, py.self_hsic)
     return check_range(name, value, lower=_lower(unbiased))
@@ -515,8 +522,8 @@ def _linear_cka_score(px: LinearState, py: LinearState, *, name: str, unbiased: 
 
 def _linear_hsic_score(px: LinearState, py: LinearState) -> torch.Tensor:
     if px.route == "engine" and py.route == "engine":
-        c = cross_norms([px.data], [py.data], [px.amax], [py.amax])[0, 0]
-        return hsic_from_norm("linear_hsic", c, px.exponent + py.exponent, px.n)
+        c, _, _ = engine_norms([px], [py], selfs=False)
+        return hsic_from_norm("linear_hsic", c[0, 0], px.exponent + py.exponent, px.n)
     px = _linear_state(px.data, unbiased=False, normalise=False, route="features") if px.route == "engine" else px
     py = _linear_state(py.data, unbiased=False, normalise=False, route="features") if py.route == "engine" else py
     return hsic_from_inner("linear_hsic", _inner(px, py, False), px.exponent + py.exponent, px.n)

@@ -39,6 +39,7 @@ __all__ = [
     "ldexp",
     "constant_tolerance",
     "is_constant",
+    "certainly_varies",
     "centre",
     "centre_with_mean",
     "Centred",
@@ -88,6 +89,23 @@ def constant_tolerance(n: int, p: int, dtype: torch.dtype) -> float:
 def is_constant(xc_norm: float, x_norm: float, n: int, p: int, dtype: torch.dtype) -> bool:
     """The one "is constant" test: ``||X_c||_F <= max(n, p) * eps * ||X||_F``."""
     return bool(xc_norm <= constant_tolerance(n, p, dtype) * x_norm)
+
+
+def certainly_varies(X: torch.Tensor, amax: float, dtype: torch.dtype) -> bool:
+    """A cheap proof that ``X`` is not constant, from 9 of its rows and ``amax = max |X|`` (O(p)).
+
+    For any two rows, ``||X_c||_F^2 >= ||x_a - x_b||^2 / 2`` (parallelogram law about the mean), and
+    ``||X||_F <= sqrt(n p) max|X|``; so a sampled row farther than ``sqrt(2 n p) * tol * max|X|``
+    from row 0 proves ``||X_c|| > tol ||X||`` (a factor 2 covers the rounding of the test itself).
+    False means "not proven", not "constant": the caller then runs the exact test.
+    """
+    n, p = X.shape
+    if amax == 0 or n < 2:
+        return False
+    idx = torch.linspace(0, n - 1, steps=min(n, 9), device=X.device).round().long().unique()
+    rows = ldexp(X.detach()[idx].to(dtype), -math.frexp(amax)[1])  # max |rows| <= 1: no overflow below
+    d = float(torch.linalg.vector_norm(rows[1:] - rows[0], dim=1).max())
+    return d > 2 * math.sqrt(2 * n * p) * constant_tolerance(n, p, dtype)
 
 
 def centre(x: torch.Tensor) -> torch.Tensor:

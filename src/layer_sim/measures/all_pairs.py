@@ -15,9 +15,11 @@ float32 features are never copied whole into float64.
 
 Three users share it: :func:`linear_cka_matrix`, :class:`layer_sim.StreamingLinearCKA`, and
 the registry's ``linear_cka`` / ``linear_hsic`` measures (so ``compare`` and
-``layer_identification`` get it): their ``prepare`` caches each layer's self co-moment norm
-(:func:`self_moments`) and their ``matrix_fn`` (:func:`linear_state_matrix`) runs only the
-cross GEMM.
+``layer_identification`` get it): their ``prepare`` keeps the validated layer and proves it is not
+constant from a few rows (:func:`layer_sim.measures._features.certainly_varies`; a layer it cannot
+clear gets its exact self term and constant test there), and their ``matrix_fn``
+(:func:`linear_state_matrix`) runs one engine pass for all pairs, computing each layer's self term
+once and keeping it on the layer's state.
 
 Scale: each layer is multiplied by an exact power of two while it is centred when its largest
 magnitude is outside the window of the GEMM dtype (see :mod:`layer_sim.measures._features`), and
@@ -94,6 +96,10 @@ def _buffer(slot: int, rows: int, cols: int, dtype: torch.dtype, device: torch.d
     return flat[: rows * cols].view(rows, cols)
 
 
+def _flags(selfs: bool | Sequence[bool], k: int) -> list[bool]:
+    return [selfs] * k if isinstance(selfs, bool) else list(selfs)
+
+
 def _offsets(widths: Sequence[int]) -> list[int]:
     return [0, *np.cumsum(widths).tolist()]
 
@@ -129,7 +135,7 @@ class _CoMoments:
     State after ``n`` rows: column means :math:`\bar x, \bar y` (float64), the cross co-moment
     :math:`C = \sum_r (x_r - \bar x)(y_r - \bar y)^\top` of the concatenated layers (absent when
     there is no ``y`` side), and one self co-moment :math:`S_i = \sum_r (x_{ri} - \bar x_i)(x_{ri}
-    - \bar x_i)^\top` per layer (absent with ``selfs=False``). A chunk of :math:`m` rows with its
+    - \bar x_i)^\top` per layer whose flag in ``selfs_x`` / ``selfs_y`` is set (None for the others). A chunk of :math:`m` rows with its
     own means and co-moments is merged with the pairwise update of Chan, Golub & LeVeque (1979):
 
     .. math::  C \leftarrow C + C_b + \tfrac{n m}{n + m}\,\delta_x \delta_y^\top,
@@ -147,7 +153,7 @@ class _CoMoments:
     """
 
     def __init__(self, widths_x: Sequence[int], widths_y: Sequence[int] | None, *, precision: str, device,
-                 selfs: bool = True):
+                 selfs_x: bool | Sequence[bool] = True, selfs_y: bool | Sequence[bool] = True):
         self.widths_x = tuple(widths_x)
         self.widths_y = None if widths_y is None else tuple(widths_y)
         self.off_x = _offsets(self.widths_x)
@@ -155,7 +161,8 @@ class _CoMoments:
         self.acc_dtype = accumulation_dtype(torch.device(device))
         # MPS has no float64: there both modes run in float32.
         self.dtype = PRECISIONS[precision] if self.acc_dtype == torch.float64 else torch.float32
-        self.selfs = selfs
+        self.need_x = _flags(selfs_x, len(self.widths_x))
+        self.need_y = None if widths_y is None else _flags(selfs_y, len(self.widths_y))
         self.n = 0
         self.mean_x = torch.zeros(self.off_x[-1], dtype=self.acc_dtype, device=device)
         self.mean_y = None if widths_y is None else torch.zeros(self.off_y[-1], dtype=self.acc_dtype, device=device)
@@ -165,14 +172,15 @@ class _CoMoments:
         self.exp_y = None if widths_y is None else [0] * len(self.widths_y)
         # Co-moments start as the first chunk's products (no zero-filled (sum p)^2 pass).
         self.cross: torch.Tensor | None = None
-        self.self_x: list[torch.Tensor] | None = None
-        self.self_y: list[torch.Tensor] | None = None
+        self.self_x: list[torch.Tensor | None] = [None] * len(self.widths_x)
+        self.self_y: list[torch.Tensor | None] = [None] * len(self.widths_y or ())
 
     def state_numel(self) -> int:
         """Number of accumulated values: means, cross and self co-moments (independent of ``n``)."""
         P = self.off_x[-1]
         Q = 0 if self.off_y is None else self.off_y[-1]
-        selfs = sum(p * p for p in self.widths_x) + sum(q * q for q in self.widths_y or ()) if self.selfs else 0
+        selfs = sum(p * p for p, need in zip(self.widths_x, self.need_x) if need)
+        selfs += sum(q * q for q, need in zip(self.widths_y or (), self.need_y or ()) if need)
         return P + Q + P * Q + selfs
 
     # ----------------------------------------------------------------- scaling
@@ -188,8 +196,9 @@ class _CoMoments:
             if delta and self.n:
                 s, t = off[i], off[i + 1]
                 _rescale_((self.mean_x if side == "x" else self.mean_y)[s:t], delta)
-                if self.selfs:
-                    _rescale_((self.self_x if side == "x" else self.self_y)[i], 2 * delta)
+                S = (self.self_x if side == "x" else self.self_y)[i]
+                if S is not None:
+                    _rescale_(S, 2 * delta)
                 if self.cross is not None:
                     _rescale_(self.cross[s:t] if side == "x" else self.cross[:, s:t], delta)
 
@@ -251,22 +260,16 @@ class _CoMoments:
         elif same:
             by, my = bx, mx
         cross = None if self.widths_y is None else _gemm_tn(bx, by).to(self.acc_dtype)
-        selfs = None
-        if self.selfs:
-            sides = [(bx, self.off_x)] + ([] if self.widths_y is None else [(by, self.off_y)])
-            selfs = [[_gemm_tn(b[:, s:e], b[:, s:e]).to(self.acc_dtype) for s, e in zip(off[:-1], off[1:])]
-                     for b, off in sides]
-        if self.n == 0:
-            self.cross = cross
-            if selfs is not None:
-                self.self_x = selfs[0]
-                self.self_y = selfs[1] if len(selfs) > 1 else None
-        else:
-            if cross is not None:
-                self.cross += cross
-            if selfs is not None:
-                for acc, new in zip((*self.self_x, *(self.self_y or ())), (*selfs[0], *(selfs[1] if len(selfs) > 1 else ()))):
-                    acc += new
+        if cross is not None:
+            self.cross = cross if self.cross is None else self.cross.add_(cross)
+        sides = [(bx, self.off_x, self.need_x, self.self_x)]
+        if self.widths_y is not None:
+            sides.append((by, self.off_y, self.need_y, self.self_y))
+        for b, off, need, acc in sides:
+            for i, (s, e) in enumerate(zip(off[:-1], off[1:])):
+                if need[i]:
+                    S = _gemm_tn(b[:, s:e], b[:, s:e]).to(self.acc_dtype)
+                    acc[i] = S if acc[i] is None else acc[i].add_(S)
         n = self.n + m
         self.mean_x += (mx - self.mean_x) * (m / n)
         if self.mean_y is not None:
@@ -275,10 +278,9 @@ class _CoMoments:
 
     # ----------------------------------------------------------------- results
 
-    def self_norms(self, side: str) -> torch.Tensor:
-        r""":math:`\lVert S_i\rVert_F` per layer (in the scaled units of the state)."""
-        selfs = self.self_x if side == "x" else self.self_y
-        return torch.stack([frobenius_norm(s) for s in selfs])
+    def self_norms(self, side: str) -> list[torch.Tensor | None]:
+        r""":math:`\lVert S_i\rVert_F` per layer (scaled units; None where it was not accumulated)."""
+        return [None if S is None else frobenius_norm(S) for S in (self.self_x if side == "x" else self.self_y)]
 
     def constant(self, side: str) -> list[bool]:
         """The one constant test per layer, from the state: ``||X_c||^2 = tr S``,
@@ -286,6 +288,9 @@ class _CoMoments:
         selfs, mean, off = (self.self_x, self.mean_x, self.off_x) if side == "x" else (self.self_y, self.mean_y, self.off_y)
         out = []
         for S, s, e in zip(selfs, off[:-1], off[1:]):
+            if S is None:
+                out.append(None)
+                continue
             xc_sq = float(S.diagonal().sum())
             x_sq = xc_sq + self.n * float(mean[s:e].square().sum())
             out.append(is_constant(math.sqrt(max(xc_sq, 0.0)), math.sqrt(x_sq), self.n, e - s, self.acc_dtype))
@@ -304,7 +309,8 @@ class _CoMoments:
             for name, const in zip(names, self.constant(side)):
                 if const:
                     raise degenerate_error(fn, f"representation {name}", CONSTANT)
-        return cka_from_norms(fn, self.cross_norms(), self.self_norms("x"), self.self_norms("y"), rounding=self.dtype)
+        sx, sy = torch.stack(self.self_norms("x")), torch.stack(self.self_norms("y"))
+        return cka_from_norms(fn, self.cross_norms(), sx, sy, rounding=self.dtype)
 
 
 def cka_from_norms(fn: str, c: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, *, rounding: torch.dtype):
@@ -374,37 +380,57 @@ def self_moments(x: torch.Tensor, amax: float) -> tuple[torch.Tensor, bool, int]
     return acc.self_norms("x")[0], acc.constant("x")[0], acc.exp_x[0]
 
 
+def _self_norm(state) -> torch.Tensor | None:
+    return state.self_norm if state.self_norm is not None else state.cache.get("self_norm")
+
+
 @torch.no_grad()
-def cross_norms(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], amax_x, amax_y) -> torch.Tensor:
-    r""":math:`\lVert \tilde X_i^\top \tilde Y_j\rVert_F` (scaled by ``2**(e_i + e_j)``) for every pair of
-    layers from one concatenated GEMM per chunk; ``ys is xs`` runs it as one SYRK."""
-    acc = _CoMoments([x.shape[1] for x in xs], [y.shape[1] for y in ys], precision="fp64", device=xs[0].device,
-                     selfs=False)
-    acc.update(xs, xs if ys is xs else ys, amax_x=amax_x, amax_y=amax_y)
-    return acc.cross_norms()
+def engine_norms(pa: Sequence, pb: Sequence, *, selfs: bool):
+    r"""``(c, self_a, self_b)`` for engine-route states: :math:`c_{ij} = \lVert \tilde X_i^\top
+    \tilde Y_j\rVert_F` (scaled by ``2**(e_i + e_j)``) for every pair from one concatenated GEMM per
+    row chunk, and with ``selfs`` every state's :math:`\lVert \tilde X_i^\top \tilde X_i\rVert_F`.
+
+    A state whose ``prepare`` left its self term to the engine (``self_norm is None``) gets it in
+    the same pass (a SYRK of its slice of the chunk buffer) and keeps it in ``state.cache``, so a
+    layer compared with many others (``layer_identification``) computes it once. ``pb is pa``
+    runs the cross product as one SYRK, whose diagonal blocks are the self terms.
+    """
+    same = pb is pa
+    need_a = [selfs and not same and _self_norm(st) is None for st in pa]
+    need_b = [selfs and not same and _self_norm(st) is None for st in pb]
+    acc = _CoMoments([st.data.shape[1] for st in pa], [st.data.shape[1] for st in pb], precision="fp64",
+                     device=pa[0].data.device, selfs_x=need_a, selfs_y=need_b)
+    xs = [st.data for st in pa]
+    acc.update(xs, xs if same else [st.data for st in pb], amax_x=[st.amax for st in pa],
+               amax_y=[st.amax for st in pb])
+    c = acc.cross_norms()
+    if not selfs:
+        return c, None, None
+    if same:
+        for k, st in enumerate(pa):
+            st.cache.setdefault("self_norm", c[k, k])
+    for states, norms in ((pa, acc.self_norms("x")), (pb, acc.self_norms("y"))):
+        for st, norm in zip(states, norms):
+            if norm is not None:
+                st.cache["self_norm"] = norm
+    return c, torch.stack([_self_norm(st) for st in pa]), torch.stack([_self_norm(st) for st in pb])
 
 
 def linear_state_matrix(pa: list, pb: list, *, name: str, score, normalise: bool) -> torch.Tensor:
     """``Measure.matrix_fn`` for ``linear_cka`` / ``linear_hsic`` on prepared linear states.
 
     Equal to ``score(a, b)`` for every pair. When every state is on the engine route (the raw
-    layer kept, n > p, no autograd), all cross products come from one concatenated GEMM per chunk
-    (:func:`cross_norms`) and each layer's self term was computed once by its ``prepare``.
-    Otherwise (Gram route, autograd, degenerate states that must raise) it loops over ``score``.
+    layer kept, n > p, no autograd), all products come from one engine pass (:func:`engine_norms`),
+    which is then the work of :func:`linear_cka_matrix` on the same layers. Otherwise (Gram route,
+    autograd, degenerate states that must raise) it loops over ``score``.
     """
     states = [*pa, *pb]
     if not all(s.route == "engine" for s in states) or (normalise and any(s.degenerate for s in states)):
         return torch.stack([torch.stack([score(a, b) for b in pb]) for a in pa])
-    xs = [s.data for s in pa]
-    ys = xs if pb is pa else [s.data for s in pb]
-    c = cross_norms(xs, ys, [s.amax for s in pa], [s.amax for s in pb])
+    c, self_a, self_b = engine_norms(pa, pb, selfs=normalise)
     if not normalise:
         e = torch.tensor([[a.exponent + b.exponent for b in pb] for a in pa], device=c.device)
-        zero = torch.tensor([[a.degenerate is not None or b.degenerate is not None for b in pb] for a in pa],
-                            device=c.device)
-        return hsic_from_norm(name, torch.where(zero, torch.zeros_like(c), c), e, pa[0].n)
-    self_a = torch.stack([s.self_norm for s in pa])
-    self_b = torch.stack([s.self_norm for s in pb])
+        return hsic_from_norm(name, c, e, pa[0].n)
     return cka_from_norms(name, c, self_a, self_b, rounding=torch.float64)
 
 
