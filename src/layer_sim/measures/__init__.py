@@ -26,6 +26,7 @@ from layer_sim.measures.streaming import StreamingCCA, StreamingLinearCKA
 from layer_sim.measures.nbs import gram_nbs, nbs
 from layer_sim.measures.gradient import gradient_cka, gradient_nbs, gram_gradient
 from layer_sim.measures.sketch import count_sketch
+from layer_sim.measures.loss import cka_loss
 
 __all__ = [
     "linear_cka_matrix",
@@ -58,4 +59,5 @@ __all__ = [
     "gradient_cka",
     "gradient_nbs",
     "count_sketch",
+    "cka_loss",
 ]
