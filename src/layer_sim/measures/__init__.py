@@ -23,7 +23,7 @@ from layer_sim.measures._cca import (
 )
 from layer_sim.measures._cka import gram_cka, linear_cka, linear_hsic, minibatch_cka, rbf_cka
 from layer_sim.measures.streaming import StreamingCCA, StreamingLinearCKA
-from layer_sim.measures.nbs import gram_nbs, nbs
+from layer_sim.measures._nbs import gram_nbs, nbs
 from layer_sim.measures.gradient import gradient_cka, gradient_nbs, gram_gradient
 from layer_sim.measures.sketch import count_sketch
 from layer_sim.measures.loss import cka_loss

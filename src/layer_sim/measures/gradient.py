@@ -53,7 +53,7 @@ from layer_sim.measures import kernels as k
 from layer_sim.measures._features import centred, degenerate_error, is_constant
 from layer_sim.measures._registry import Measure, get, register
 from layer_sim.measures._validation import as_matrix, check_range, to_array
-from layer_sim.measures.nbs import factor_of_features, factor_of_gram, nbs_factors
+from layer_sim.measures._nbs import factor_of_features, factor_of_gram, nbs_factors
 from layer_sim.measures.sketch import check_sketch, sketch_rows
 
 __all__ = ["gram_gradient", "gradient_cka", "gradient_nbs", "GRADIENT_DENSE_MAX_N"]
