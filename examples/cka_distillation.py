@@ -8,7 +8,7 @@ images. After every epoch the script prints linear CKA between the two layers on
 images (a checked value from ``layer_sim.linear_cka``, not the loss), which rises as the
 student learns the teacher's representation.
 
-    python examples/cka_distillation.py              # about 2 minutes on 2 cores once the teacher is cached
+    python examples/cka_distillation.py              # about 30 s on 2 cores once the teacher is cached
     python examples/cka_distillation.py --tiny       # seconds: a small teacher trained on the spot (the tests run this)
 """
 

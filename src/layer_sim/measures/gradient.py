@@ -174,7 +174,9 @@ def _gradient_cka_state(
     xs, gs = core.unit_scale(X), core.unit_scale(G)
     if not bool(xs.detach().isfinite().all() and gs.detach().isfinite().all()):  # unit_scale of all zeros
         return GradientCKAState(n, route, unbiased, n, degenerate=CONSTANT_KERNEL)
-    base = GradientCKAState(n, route, unbiased, block_size or k.block_rows(n))
+    # About eight block-sized temporaries are alive at once (two Gram blocks, their product and its
+    # centred copy, per side), so blocks are a quarter of the usual size: 16 MiB each in float64.
+    base = GradientCKAState(n, route, unbiased, block_size or max(1, k.BLOCK_ELEMENTS // (4 * n)))
     if route == "features":
         c = centred(_face_split(xs, gs))
         if c.constant:
