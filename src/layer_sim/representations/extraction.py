@@ -160,9 +160,11 @@ def iter_representations(
         backward pass of :math:`\sum_i f_i` per batch), in ``.gradients``. Row *i* depends only on
         example *i* because examples do not interact in the forward pass: this is checked on the
         first batch of two examples or more, and a model that couples examples is refused.
-    objective : Loss or callable ``(output, targets) -> (n,)``, default=None
+    objective : "loss", "tang", Loss or callable ``(output, targets) -> (n,)``, default=None
         What to differentiate, one value per example (see
-        :mod:`layer_sim.representations.objectives`), e.g. ``CrossEntropy()`` or ``MSEOneHot()``.
+        :mod:`layer_sim.representations.objectives`), e.g. ``CrossEntropy()``, ``MSEOneHot()``,
+        ``"tang"`` (Tang et al.'s label-free :class:`~layer_sim.representations.objectives.Tang`,
+        beta 0.5) or ``"loss"`` (the task's loss; data must be a Task).
         ``None``: the loss of ``data`` when it is a Task; otherwise ``gradients=True`` needs an
         objective. There is deliberately no built-in default loss: the gradient of a loss the
         network was not trained with is a different quantity.
@@ -277,7 +279,7 @@ def _plan(model, data, *, layers, batch_size, device, gradients, objective) -> _
         if objective is not None:
             raise ConfigError("extract: objective= is only used with gradients=True")
         return _Plan(model, batches, checked, chosen, want_output, run_on, None)
-    objective = task_loss if objective is None else objective
+    objective = task_loss if objective is None else objectives.resolve(objective, task_loss=task_loss, where="extract")
     if has_targets is False and (objective is None or objectives.needs_targets(objective)):
         raise InputError(
             "extract: gradients=True needs targets; pass data as an (x, y) pair, a Dataset or a "
