@@ -44,14 +44,21 @@ def echo(spec, context):
     return UnitResult(metrics={"i": spec["i"]})
 
 
-def test_a_version_1_store_is_read_as_it_is(tmp_path):
+def test_a_version_1_store_is_read_as_it_is_and_reported(tmp_path):
+    from layer_sim.report.html import render_html
+    from layer_sim.report.sections import build_report
+
     path = make_v1_store(tmp_path / "old.sqlite")
     before = path.read_bytes()
     with Store(path) as s:
         assert s.schema_version == 1
         assert s.sweeps().empty and s.experiments().empty and list(s.sweeps().columns)[:3] == ["id", "experiment", "command"]
         assert s.metrics()["value"].tolist() == [1.0]
+        doc = build_report(s)
     assert path.read_bytes() == before, "a reader modified a version-1 store"
+    page = render_html(doc)
+    assert "Runs of kind toy" in page and "predates schema version 2" in page
+    assert dict(doc.facts)["schema version"] == "1"
 
 
 def test_a_writer_upgrades_a_version_1_store_keeping_every_run(tmp_path):
