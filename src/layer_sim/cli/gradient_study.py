@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option, parse_seeds, writable_dir
-from layer_sim.cli.runs import BackendOption, RayAddressOption, StoreOption, WorkersOption, store_path
+from layer_sim.cli._shared import BackendOption, RayAddressOption, StoreOption, WorkersOption, store_path
 
 __all__ = ["EXAMPLE", "SUMMARY", "gradient_study_command"]
 
