@@ -27,12 +27,12 @@ from torch import nn
 
 from layer_sim._io import atomic_write
 from layer_sim.errors import ConfigError, DataError, LayerSimError
-from layer_sim.models import MLP
+from layer_sim.models import MLP, LeNet5
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "MODEL_CLASSES"]
 
 #: Model classes a checkpoint can rebuild, by name; each must expose ``.config`` and ``cls(**config)``.
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP, "LeNet5": LeNet5}
 
 _WEIGHTS, _META = "model.pt", "meta.json"
 
