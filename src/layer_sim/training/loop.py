@@ -128,6 +128,8 @@ def fit(
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 loss.backward()
+                if recipe.clip_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
                 opt.step()
                 sched.step()
                 step += 1
