@@ -9,9 +9,10 @@ One layout whatever trained the network (:func:`~layer_sim.training.fit`,
                 seed, trainer, metrics (test accuracy, train seconds, history), model class and
                 config, library versions
 
-Other names in a checkpoint directory are reserved for an in-progress epoch checkpoint
-(model, optimizer, scheduler and generator state, epoch; see :class:`~layer_sim.training.TrainState`),
-which never contains ``meta.json`` and so is never mistaken for a finished network.
+Other names in a checkpoint directory are reserved for the in-progress epoch checkpoint
+``epoch.pt`` (model, optimizer, scheduler and generator state, epoch; see
+:mod:`layer_sim.training.resume`), which is not ``meta.json`` and so is never mistaken for a
+finished network.
 """
 
 from __future__ import annotations
