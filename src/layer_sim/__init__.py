@@ -1,80 +1,55 @@
 """layer_sim: layer-by-layer similarity of neural network representations.
 
-The public surface is listed in ``__all__``; everything else lives in submodules.
+The public surface is listed in ``__all__``; everything else lives in submodules. Names are
+imported on first use (PEP 562), so ``import layer_sim`` and the CLI's ``--help`` do not pay
+for torch until something needs it.
 """
 
-from layer_sim.errors import (
-    ConfigError,
-    DataError,
-    DegenerateInputError,
-    InputError,
-    LayerSimError,
-    TrainingDivergedError,
-    UnknownNameError,
-)
-from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
-from layer_sim.representations import Representations, extract
-from layer_sim.data import Task, load_mnist, mnist_task
-from layer_sim.models import MLP
-from layer_sim.training import load_checkpoint, save_checkpoint
-from layer_sim.training import NetworkSpec, Recipe, fit, train_or_load
-from layer_sim.training import fit_ensemble, train_or_load_ensemble
-from layer_sim.measures import (
-    StreamingCCA,
-    StreamingLinearCKA,
-    canonical_correlations,
-    cca,
-    linear_cka,
-    linear_cka_matrix,
-    linear_hsic,
-    linear_regression,
-    minibatch_cka,
-    procrustes,
-    pwcca,
-    rbf_cka,
-    svcca,
-)
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-__all__ = [
-    "__version__",
-    "linear_cka_matrix",
-    "StreamingLinearCKA",
-    "LayerSimError",
-    "InputError",
-    "DegenerateInputError",
-    "UnknownNameError",
-    "DataError",
-    "ConfigError",
-    "TrainingDivergedError",
-    "MLP",
-    "load_mnist",
-    "mnist_task",
-    "Task",
-    "fit",
-    "Recipe",
-    "NetworkSpec",
-    "train_or_load",
-    "fit_ensemble",
-    "train_or_load_ensemble",
-    "save_checkpoint",
-    "load_checkpoint",
-    "extract",
-    "Representations",
-    "compare",
-    "SimilarityMatrix",
-    "layer_identification",
-    "LayerIdentification",
-    "canonical_correlations",
-    "cca",
-    "svcca",
-    "pwcca",
-    "linear_regression",
-    "procrustes",
-    "StreamingCCA",
-    "linear_cka",
-    "linear_hsic",
-    "rbf_cka",
-    "minibatch_cka",
-]
+from layer_sim._version import __version__
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(
+        ["LayerSimError", "InputError", "DegenerateInputError", "UnknownNameError", "DataError", "ConfigError",
+         "TrainingDivergedError"],
+        "layer_sim.errors",
+    ),
+    **dict.fromkeys(["compare", "SimilarityMatrix", "layer_identification", "LayerIdentification"], "layer_sim.analysis"),
+    **dict.fromkeys(["extract", "iter_representations", "Representations"], "layer_sim.representations"),
+    **dict.fromkeys(["load_mnist", "mnist_task", "Task"], "layer_sim.data"),
+    "MLP": "layer_sim.models",
+    **dict.fromkeys(
+        ["load_checkpoint", "save_checkpoint", "NetworkSpec", "Recipe", "fit", "train_or_load", "fit_ensemble",
+         "train_or_load_ensemble"],
+        "layer_sim.training",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ["StreamingCCA", "StreamingLinearCKA", "canonical_correlations", "cca", "linear_cka", "linear_cka_matrix",
+         "linear_hsic", "linear_regression", "minibatch_cka", "procrustes", "pwcca", "rbf_cka", "svcca"],
+        "layer_sim.measures",
+    ),  # fmt: skip
+}
+
+#: Subpackages reachable as attributes (``layer_sim.measures.get``) without importing them first.
+_SUBPACKAGES = {"analysis", "data", "experiments", "measures", "models", "report", "representations", "training"}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"layer_sim.{name}")
+    else:
+        raise AttributeError(f"module 'layer_sim' has no attribute {name!r}")
+    globals()[name] = value  # later lookups are plain attribute hits
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBPACKAGES})

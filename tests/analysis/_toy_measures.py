@@ -73,3 +73,20 @@ def lookup(table):
         return torch.tensor(float(table[px.tag][py.tag]), dtype=torch.float64)
 
     return Measure("lookup", prepare, score, symmetric=False)
+
+
+@dataclass(frozen=True)
+class _GradientMeasure(Measure):
+    """A measure that asks for gradients, as the measures package's gradient-aware ones will."""
+
+    uses_gradients: bool = True
+
+    def prepare(self, x, grad=None):
+        if grad is None:
+            raise AssertionError("compare/layer_identification did not pass the gradients")
+        return self.prepare_fn(torch.as_tensor(grad, dtype=torch.float64))
+
+
+def toy_gradient_cka():
+    """Linear CKA of the layers' *gradients* (features ignored): shows which tensor reached prepare."""
+    return _GradientMeasure("toy_gradient_cka", _center, _cka, symmetric=True)

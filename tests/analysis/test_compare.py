@@ -1,6 +1,4 @@
-"""compare(): every entry equals a direct measure call; SimilarityMatrix I/O and plotting."""
-
-import json
+"""compare(): every entry equals a direct measure call (SimilarityMatrix files and figures: tests/report)."""
 
 import numpy as np
 import pytest
@@ -103,41 +101,12 @@ def _matrix():
     )
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".json"])
-def test_save_load_round_trip(tmp_path, suffix):
-    s = _matrix()
-    back = SimilarityMatrix.load(s.save(tmp_path / f"m{suffix}"))
-    np.testing.assert_array_equal(back.values, s.values)  # repr round-trips float64 exactly
-    assert back.rows == s.rows and back.cols == s.cols
-    if suffix == ".json":
-        assert (back.measure, back.params, back.row_label) == ("rbf_cka", {"sigma": 0.4}, "network 0")
-        assert json.loads((tmp_path / "m.json").read_text())["values"][1][2] == 2.0
-    else:
-        assert back.measure == "rbf_cka(sigma=0.4)"
-
-
-def test_save_rejects_unknown_suffix(tmp_path):
-    with pytest.raises(UnknownNameError, match=r"\.txt"):
-        _matrix().save(tmp_path / "m.txt")
-
-
 def test_to_frame_and_best_match():
     s = _matrix()
     frame = s.to_frame()
     assert list(frame.index) == ["act1", "act2"] and list(frame.columns) == ["x", "y", "z"]
     assert frame.loc["act2", "z"] == 2.0
     assert s.best_match() == {"act1": "x", "act2": "z"}
-
-
-def test_plot_has_labelled_axes_colorbar_and_annotations(tmp_path):
-    ax = _matrix().plot()
-    assert ax.get_xlabel() == "network 1 layer" and ax.get_ylabel() == "network 0 layer"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["act1", "act2"]
-    assert "0.33" in [t.get_text() for t in ax.texts]
-    assert len(ax.figure.axes) == 2  # heatmap + colour bar
-    ax.figure.savefig(tmp_path / "m.png")
-    assert (tmp_path / "m.png").stat().st_size > 1000
 
 
 def test_shape_mismatch_rejected():
@@ -172,3 +141,22 @@ def test_linear_hsic_of_a_dead_layer_is_zero_as_for_the_direct_call():
     reps = {"act1": rng.standard_normal((40, 5)), "act2": np.zeros((40, 3))}
     s = compare(reps, measure="linear_hsic")
     assert s.values[0, 1] == s.values[1, 0] == linear_hsic(reps["act1"], reps["act2"]) == 0.0
+
+
+def test_a_measure_that_uses_gradients_receives_each_layers_gradients():
+    from _toy_measures import toy_gradient_cka
+
+    from layer_sim.representations import Representations
+
+    a, b = _layers(12), _layers(13, widths=(2, 6))
+    ga, gb = _layers(14), _layers(15, widths=(2, 6))
+    ra = Representations(a, gradients=Representations(ga))
+    rb = Representations(b, gradients=Representations(gb))
+    s = compare(ra, rb, measure=toy_gradient_cka())
+    want = np.array([[_numpy_cka(ga[r], gb[c]) for c in gb] for r in ga])
+    np.testing.assert_allclose(s.values, want, rtol=1e-10)
+    with pytest.raises(InputError, match="toy_gradient_cka uses gradients, but b has none.*gradients=True"):
+        compare(ra, b, measure=toy_gradient_cka())
+    partial = Representations(b, gradients=Representations({"l0": gb["l0"]}))
+    with pytest.raises(InputError, match="b has no gradients for layer 'l1'"):
+        compare(ra, partial, measure=toy_gradient_cka())

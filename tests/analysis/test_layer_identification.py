@@ -7,7 +7,7 @@ import pytest
 from _toy_measures import lookup, toy_cka, toy_r2
 from scipy.stats import ortho_group
 
-from layer_sim.analysis.comparison import layer_identification
+from layer_sim.analysis.identification import layer_identification
 from layer_sim.errors import InputError
 
 
@@ -142,3 +142,23 @@ def test_errors_name_the_problem():
         layer_identification([a, short], toy_cka())
     with pytest.raises(InputError, match="no layers left"):
         layer_identification([a, a], toy_cka(), exclude=list(a))
+
+
+def test_a_measure_that_uses_gradients_identifies_layers_from_them():
+    from _toy_measures import toy_gradient_cka
+
+    from layer_sim.representations import Representations
+
+    # Features are pure noise; the gradients are rotated noisy copies of one base: only a
+    # measure that really receives the gradients can be perfect.
+    base = _base(8)
+    rng = np.random.default_rng(0)
+    nets = [
+        Representations({k: rng.normal(size=v.shape) for k, v in g.items()},
+                        gradients=Representations(g))  # fmt: skip
+        for g in (_rotated_noisy_copy(base, s) for s in range(40, 44))
+    ]
+    assert layer_identification(nets, toy_gradient_cka()).accuracy == 1.0
+    assert layer_identification(nets, toy_cka()).accuracy < 0.75
+    with pytest.raises(InputError, match="uses gradients, but reps_list\\[0\\] has none"):
+        layer_identification([dict(n) for n in nets], toy_gradient_cka())

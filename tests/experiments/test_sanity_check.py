@@ -13,7 +13,8 @@ from layer_sim.training.checkpoint import load_checkpoint
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
 from layer_sim.errors import ConfigError
-from layer_sim.experiments.sanity import TABLE2_ROWS, Row, sanity_check
+from layer_sim.experiments.sanity import TABLE2_ROWS, Row, Timings, sanity_check
+from layer_sim.report.sanity import write_sanity_check
 from layer_sim.training import NetworkSpec, checkpoint_dir
 
 experiment = importlib.import_module("layer_sim.experiments.sanity")
@@ -38,7 +39,7 @@ def run(cache, tmp_path_factory):
     res = sanity_check(nets=3, examples=K, config=TINY, rows=ROWS, architectures=ARCHS,
                        cache_dir=cache, log=lines.append)
     out = tmp_path_factory.mktemp("out")
-    return res, res.write(out), out, lines
+    return res, write_sanity_check(res, out), out, lines
 
 
 def _numpy_linear_cka(x, y):
@@ -64,6 +65,10 @@ def test_table_records_and_files(run):
                  "architectures/deep_best_match.md"]:
         assert (out / name).is_file() and (out / name) in written, name
     assert sum("trained" in line for line in lines) == 4  # 3 networks + 1 other architecture
+    t = res.timings
+    assert isinstance(t, Timings)
+    assert t.identification == pytest.approx(sum(r.seconds for r in res.rows))
+    assert 0 < t.extract < t.total and t.train_or_load + t.extract + t.identification + t.architectures <= t.total
 
 
 def test_heatmap_values_match_an_independent_computation(run, cache):

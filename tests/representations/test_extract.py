@@ -1,12 +1,14 @@
-"""extract(): values equal a hand-written forward pass; hooks and modes are always cleaned up."""
+"""extract() / iter_representations(): values equal a hand-written forward pass; hooks and modes are
+always cleaned up; gradients of any per-example objective equal autograd on a manual forward."""
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from layer_sim.errors import InputError, UnknownNameError
-from layer_sim.representations.extraction import Representations, extract
+from layer_sim.data.tasks import CrossEntropy, MSEOneHot, Task
+from layer_sim.errors import ConfigError, InputError, UnknownNameError
+from layer_sim.representations.extraction import Representations, extract, iter_representations
 from layer_sim.models.mlp import MLP
 
 
@@ -179,19 +181,20 @@ def test_cnn_feature_maps_flattened_per_example():
         torch.testing.assert_close(reps["output"], net(x))
 
 
-def test_sink_receives_every_batch_and_nothing_is_kept(mlp):
+def test_generator_yields_every_batch_in_order(mlp):
     x = torch.randn(10, 12)
-    seen = []
-    out = extract(mlp, x, batch_size=4, sink=lambda b, r: seen.append((b, r["act2"].shape[0], list(r))))
-    assert out is None
+    seen = [(b, r["act2"].shape[0], list(r)) for b, r in enumerate(iter_representations(mlp, x, batch_size=4))]
     assert [(b, n) for b, n, _ in seen] == [(0, 4), (1, 4), (2, 2)]
     assert all(names == ["act1", "act2", "act3", "output"] for *_, names in seen)
+    batches = list(iter_representations(mlp, x, batch_size=4))
+    torch.testing.assert_close(torch.cat([r["act3"] for r in batches]), _manual_mlp(mlp, x)["act3"],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_gradients_equal_autograd_on_manual_forward(mlp):
     x = torch.randn(13, 12, generator=torch.Generator().manual_seed(3))
     y = torch.randint(0, 3, (13,), generator=torch.Generator().manual_seed(4))
-    reps = extract(mlp, (x, y), gradients=True, batch_size=5)
+    reps = extract(mlp, (x, y), gradients=True, batch_size=5, objective=CrossEntropy())
     assert isinstance(reps.gradients, Representations)
     # Independent route: one manual forward over all examples, summed loss, autograd.grad.
     h = x.flatten(1)

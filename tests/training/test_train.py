@@ -10,7 +10,6 @@ from layer_sim.data import Task
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models import MLP
 from layer_sim.training import Callback, Recipe, fit, random_shift
-from layer_sim.training.loop import parse_seeds
 
 
 def _blobs(n=256, d=20, k=3, seed=0):
@@ -341,17 +340,3 @@ def test_recipe_and_task_must_have_their_types():
 def test_shift_needs_images():
     with pytest.raises(InputError, match=r"shift=2 needs images of shape \(n, C, H, W\)"):
         fit(MLP((20, 4, 3), seed=0), _task(_blobs(n=8)), _recipe(shift=2), seed=0, progress=False)
-
-
-@pytest.mark.parametrize(
-    ("spec", "seeds"),
-    [("0-4", [0, 1, 2, 3, 4]), ("0,2,5", [0, 2, 5]), ("0-2,7", [0, 1, 2, 7]), ("3", [3]), ([1, 2], [1, 2])],
-)
-def test_parse_seeds(spec, seeds):
-    assert parse_seeds(spec) == seeds
-
-
-@pytest.mark.parametrize("spec", ["4-0", "a", "0,0", "", "-1", "1-"])
-def test_parse_seeds_rejects_bad_specs(spec):
-    with pytest.raises(ConfigError):
-        parse_seeds(spec)

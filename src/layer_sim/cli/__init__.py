@@ -1,14 +1,21 @@
-"""Command-line interface: a thin typer layer over the library; no computation lives here."""
+"""Command-line interface: a thin typer layer over the library; no computation lives here.
+
+One module per command (:mod:`~layer_sim.cli.train`, :mod:`~layer_sim.cli.sanity_check`),
+shared options in :mod:`~layer_sim.cli._shared`. :func:`main` is the console script: every
+library error (``LayerSimError``), OS error and device error is one line ``error: ...`` on
+stderr with exit status 2.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
+from layer_sim.cli import sanity_check, train
 from layer_sim.errors import LayerSimError
+
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="layer-sim",
@@ -16,6 +23,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help (no rich boxes or colour): at a given width the same text everywhere, so
+    # the README's CLI reference is the real --help (cli/_reference.py renders it at 100 columns).
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
+    epilog=sanity_check.EXAMPLE,
+)
+# The example is the epilog, so that every command's --help ends with it.
+app.command("train", epilog=train.EXAMPLE, short_help=train.SUMMARY)(train.train_command)
+app.command("sanity-check", epilog=sanity_check.EXAMPLE, short_help=sanity_check.SUMMARY)(
+    sanity_check.sanity_check_command
 )
 
 
@@ -24,107 +41,38 @@ def _root() -> None:
     """Layer-by-layer similarity of neural network representations."""
 
 
-@app.command("train")
-def train_cmd(
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for summary.json and the checkpoints, <key>/seed-<k>/ (reused if they match)."),
-    seeds: str = typer.Option("0-4", "--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default: the default config's)."),
-    threshold: float = typer.Option(0.98, "--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold."),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu, cuda, mps (default cpu)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
-    limit_train: Optional[int] = typer.Option(None, "--limit-train", help="Train on the first N examples only (quick runs).", hidden=True),
-) -> None:
-    """Train the default MLP on MNIST from each seed; report test accuracy and a t-test of mean > threshold.
+#: Exit status of a refused input or a failed environment (click uses 2 for usage errors too).
+EXIT_ERROR = 2
 
-    Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p); writes OUTPUT/summary.json and OUTPUT/<key>/seed-<k>/{model.pt,meta.json}.
 
-    Example: layer-sim train --seeds 0-4 --output runs/default
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: expected failures become one line ``error: ...``, exit status 2.
+
+    Expected failures are the library's own errors, OS errors (permission, read-only or full
+    disk, a file where a directory is expected) and device errors (out of memory, a failing
+    accelerator). Anything else is a bug in layer_sim and keeps its traceback.
     """
-    from rich.console import Console
-    from rich.table import Table
-
-    from layer_sim.experiments.seeds import train_seeds
-    from layer_sim.training.loop import parse_seeds
-    from layer_sim.training.spec import DEFAULT_SPEC
-
-    spec = DEFAULT_SPEC.replace(**{k: v for k, v in (("epochs", epochs), ("limit_train", limit_train)) if v is not None})
-    console = Console()
-    res = train_seeds(parse_seeds(seeds), output=output, spec=spec, threshold=threshold, data_dir=data_dir,
-                      device=device, progress=None, log=console.print)
-    table = Table(title=f"MLP {list(spec.model.widths)}, {spec.recipe.epochs} epochs: MNIST test accuracy")
-    table.add_column("seed", justify="right")
-    table.add_column("test accuracy (%)", justify="right")
-    table.add_column("train time (s)", justify="right")
-    for seed, acc, sec, reused in zip(res.seeds, res.test_accuracy, res.train_seconds, res.reused):
-        table.add_row(str(seed), f"{100 * acc:.2f}", f"{sec:.0f}" + (" (reused)" if reused else ""))
-    s = res.summary
-    if s is not None:
-        table.add_section()
-        table.add_row("mean", f"{100 * s.mean:.2f}", "")
-        table.add_row("std", f"{100 * s.std:.2f}", "")
-        table.add_row(f"{100 * s.confidence:.0f}% CI", f"[{100 * s.ci_low:.2f}, {100 * s.ci_high:.2f}]", "")
-    console.print(table)
-    if s is None:
-        console.print("no t-test: it needs at least two seeds with differing accuracies")
-    else:
-        verdict = "reject H0" if s.p_value < 0.05 else "cannot reject H0"
-        console.print(f"one-sided t-test, H0: mean <= {s.threshold:g}: t = {s.t:.3f}, df = {s.df}, "
-                      f"p = {s.p_value:.3g} ({verdict} at 0.05)")
-    console.print(f"wrote {output / 'summary.json'}")
-
-
-@app.command("sanity-check")
-def sanity_check_cmd(
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for table.md|csv|json, heatmaps/ and architectures/."),
-    nets: Optional[int] = typer.Option(None, "--nets", help="Networks trained from seeds 0..N-1 (default 5; 10 with --full)."),
-    full: bool = typer.Option(False, "--full", help="Paper-sized run: 10 networks, 3000 examples, two other architectures."),
-    examples: Optional[int] = typer.Option(None, "--examples", help="Test examples to compare on (default 2000; 3000 with --full)."),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu, cuda, mps (default cpu)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints)."),
-) -> None:
-    """Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs: can each index find the corresponding layer?
-
-    Trains (or reuses cached) MLPs from different seeds, runs layer identification for every index, writes the table beside the paper's values plus heatmaps, and compares networks of different depth/width layer by layer.
-
-    Example: layer-sim sanity-check --output results/sanity
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    from layer_sim.experiments.sanity import sanity_check
-
-    console = Console()
-    result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
-                          cache_dir=cache_dir, progress=sys.stdout.isatty(), log=console.print)
-    written = result.write(output)
-    accs = [100 * a for a in result.test_accuracies]
-    table = Table(title=f"Layer identification, {result.nets} MLPs {list(result.widths)} on {result.examples} MNIST test examples")
-    for col in ("Index", "Accuracy (%)", "Jackknife SE", "Paper, Tiny-10 (%)"):
-        table.add_column(col, justify="left" if col == "Index" else "right")
-    for r in result.records():
-        table.add_row(r["measure"], f"{r['accuracy']:.1f}", _dash(r["stderr"]), _dash(r["paper"]))
-    console.print(table)
-    console.print(f"network test accuracy: mean {sum(accs) / len(accs):.2f}%, min {min(accs):.2f}%")
-    for arch in result.architectures:
-        console.print(f"{arch.name} {list(arch.widths)}: best-matching reference layer per layer")
-        for rec in arch.best_matches():
-            console.print("  " + ", ".join(f"{k}: {v}" for k, v in rec.items()))
-    t = result.timings
-    console.print(f"time: train/load {t['train_or_load']:.0f} s, extract {t['extract']:.1f} s, "
-                  f"identification {t['identification']:.0f} s, architectures {t['architectures']:.0f} s, "
-                  f"total {t['total']:.0f} s")
-    console.print(f"wrote {len(written)} files under {output}")
-
-
-def _dash(x) -> str:
-    return "—" if x is None else f"{x:.1f}"
-
-
-def main() -> None:
-    """Console-script entry point: library errors become one-line messages, exit code 2."""
     try:
-        app()
-    except LayerSimError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        app(args=argv, prog_name="layer-sim")
+    except Exception as exc:  # noqa: BLE001 - classified below; the rest is re-raised
+        message = _one_line(exc)
+        if message is None:
+            raise
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _one_line(exc: BaseException) -> str | None:
+    """The one-line message of an expected failure; None for anything else."""
+    if isinstance(exc, LayerSimError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
+        text = exc.strerror or str(exc) or type(exc).__name__
+        return f"{text}: {where}" if where else text
+    if isinstance(exc, MemoryError):
+        return "out of memory; try fewer --examples or --nets"
+    torch = sys.modules.get("torch")  # a device error can only come from torch once it is loaded
+    if torch is not None and isinstance(exc, (torch.OutOfMemoryError, torch.AcceleratorError)):
+        return f"device error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None

@@ -2,7 +2,7 @@
 
 N networks of one architecture are trained from seeds 0..N-1; each similarity index must
 identify, for every layer of one network, the corresponding layer of another (see
-:func:`layer_sim.analysis.comparison.layer_identification`). A second setting compares networks of
+:func:`layer_sim.analysis.identification.layer_identification`). A second setting compares networks of
 *different* architectures layer by layer and reports where each layer's best match lies.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from layer_sim import settings
-from layer_sim.analysis.comparison import LayerIdentification, SimilarityMatrix, compare, layer_identification
+from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.errors import ConfigError
-from layer_sim.representations.extraction import extract
+from layer_sim.representations import extract
 
 __all__ = [
     "Row",
@@ -34,6 +34,7 @@ __all__ = [
     "FULL_EXAMPLES",
     "RowResult",
     "ArchitectureComparison",
+    "Timings",
     "SanityCheckResult",
     "sanity_check",
     "default_cache_dir",
@@ -135,8 +136,19 @@ class ArchitectureComparison:
 
 
 @dataclass(frozen=True)
+class Timings:
+    """Wall-clock seconds of each stage of :func:`sanity_check`."""
+
+    train_or_load: float
+    extract: float
+    identification: float
+    architectures: float
+    total: float
+
+
+@dataclass(frozen=True)
 class SanityCheckResult:
-    """Everything :func:`sanity_check` computed; :meth:`write` saves tables and figures."""
+    """Everything :func:`sanity_check` computed (data only; ``layer_sim.report.sanity`` writes it)."""
 
     rows: tuple[RowResult, ...]
     layers: tuple[str, ...]
@@ -144,7 +156,7 @@ class SanityCheckResult:
     test_accuracies: tuple[float, ...]
     examples: int
     architectures: tuple[ArchitectureComparison, ...]
-    timings: dict[str, float]
+    timings: Timings
 
     @property
     def nets(self) -> int:
@@ -160,56 +172,6 @@ class SanityCheckResult:
 
         return pd.DataFrame(self.records()).set_index("measure")
 
-    def write(self, directory) -> list[Path]:
-        """Write the table, heatmaps and architecture comparison under ``directory``.
-
-        Layout: ``table.md|csv|json``, ``per_layer.md|csv|json``,
-        ``heatmaps/<measure>.png|csv`` (networks 0 and 1, every layer against every layer),
-        ``heatmaps/grid.png``, ``heatmaps/per_layer_accuracy.png``,
-        ``architectures/<name>_<measure>.png|csv``, ``architectures/<name>_best_match.md|csv|json``.
-        """
-        from layer_sim.report.figures import grid_figure, per_layer_accuracy_figure
-        from layer_sim.report.tables import write_table
-
-        out = Path(directory)
-        heat = out / "heatmaps"
-        heat.mkdir(parents=True, exist_ok=True)
-        written = write_table(
-            self.records(), out, columns=["measure", "accuracy", "stderr", "paper"],
-            headers={"measure": "Index", "accuracy": "Accuracy (%)", "stderr": "Jackknife SE",
-                     "paper": "Paper, Tiny-10 (%)"},
-        )
-        per_layer = [{"measure": r.row.label, **{k: round(100 * v, 2) for k, v in r.identification.per_layer.items()}}
-                     for r in self.rows]
-        written += write_table(per_layer, out, stem="per_layer", columns=["measure", *self.layers])
-        mats = []
-        for r in self.rows:
-            mat = r.identification.matrix(0, 1)
-            ax = mat.plot()
-            ax.set_title(f"{r.row.label}\nnetwork 0 vs network 1", fontsize=9)
-            path = heat / f"{r.row.slug}.png"
-            ax.figure.savefig(path, dpi=110)
-            written += [path, mat.save(heat / f"{r.row.slug}.csv")]
-            mats.append(mat)
-        fig = grid_figure(mats, titles=[r.row.label for r in self.rows],
-                          suptitle="Every layer of network 0 (rows) against every layer of network 1 (columns)")
-        written.append(heat / "grid.png")
-        fig.savefig(written[-1], dpi=90)
-        fig = per_layer_accuracy_figure([r.identification for r in self.rows], labels=[r.row.label for r in self.rows])
-        written.append(heat / "per_layer_accuracy.png")
-        fig.savefig(written[-1], dpi=110)
-        for arch in self.architectures:
-            adir = out / "architectures"
-            adir.mkdir(parents=True, exist_ok=True)
-            for row, mat in zip(arch.measures, arch.matrices):
-                ax = mat.plot()
-                ax.set_title(f"{row.label}\n{arch.name} {list(arch.widths[1:-1])} vs reference", fontsize=8)
-                path = adir / f"{arch.name}_{row.slug}.png"
-                ax.figure.savefig(path, dpi=110)
-                written += [path, mat.save(adir / f"{arch.name}_{row.slug}.csv")]
-            written += write_table(arch.best_matches(), adir, stem=f"{arch.name}_best_match")
-        return written
-
 
 def sanity_check(
     *,
@@ -222,7 +184,7 @@ def sanity_check(
     cache_dir=None,
     data_dir=None,
     device: str | torch.device | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> SanityCheckResult:
     """Train or reuse ``nets`` MLPs and run layer identification for every index in ``rows``.
@@ -257,8 +219,8 @@ def sanity_check(
         MNIST directory (see :func:`layer_sim.data.load_mnist`).
     device : str or torch.device, default=None
         Where to train, extract and compare (None: CPU).
-    progress : bool, default=False
-        Show progress bars.
+    progress : bool or None, default=None
+        Progress bars; ``None``: only when stderr is a terminal.
     log : callable str -> Any, default=None
         Receives one line per stage (e.g. ``print``).
 
@@ -287,7 +249,6 @@ def sanity_check(
             f"that CCA-based indexes are not degenerate, got {examples!r}"
         )
 
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     test = load_mnist("test", data_dir)
     if examples > len(test[0]):
@@ -306,11 +267,11 @@ def sanity_check(
     ckpts = train_or_load_ensemble(config, list(range(nets)), cache_dir=cache_dir, data_dir=data_dir,
                                    device=device, progress=progress)
     models, accs = zip(*(report(config, seed, ckpt) for seed, ckpt in enumerate(ckpts)))
-    timings["train_or_load"] = time.perf_counter() - t0
+    seconds_train = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     reps = [extract(m, probe, device=device) for m in models]
-    timings["extract"] = time.perf_counter() - t1
+    seconds_extract = time.perf_counter() - t1
     layers = tuple(k for k in reps[0] if k != "output")
     say(f"representations of {examples} test examples, layers {list(reps[0])}")
 
@@ -322,7 +283,6 @@ def sanity_check(
         rec = results[-1].record()  # print the rounded values the table shows
         se = "" if rec["stderr"] is None else f" ± {rec['stderr']:.1f}"
         say(f"{row.label}: {rec['accuracy']:.1f}%{se} ({results[-1].seconds:.1f} s)")
-    timings["identification"] = sum(r.seconds for r in results)
 
     t2 = time.perf_counter()
     comparisons = []
@@ -339,8 +299,9 @@ def sanity_check(
             for r in ARCHITECTURE_MEASURES
         )
         comparisons.append(ArchitectureComparison(name, tuple(widths), acc, ARCHITECTURE_MEASURES, mats))
-    timings["architectures"] = time.perf_counter() - t2
-    timings["total"] = time.perf_counter() - t0
+    timings = Timings(train_or_load=seconds_train, extract=seconds_extract,
+                      identification=sum(r.seconds for r in results), architectures=time.perf_counter() - t2,
+                      total=time.perf_counter() - t0)  # fmt: skip
     return SanityCheckResult(
         tuple(results), layers, tuple(config.model.widths), tuple(accs), examples, tuple(comparisons), timings
     )

@@ -144,6 +144,6 @@ def read_meta(directory) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from layer_sim import __version__
+    from layer_sim._version import __version__
 
     return __version__

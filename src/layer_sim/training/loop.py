@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from layer_sim.training.augment import random_shift
 from layer_sim.training.recipe import Recipe
 from layer_sim.training.state import Callback, FitResult, TrainState
 
-__all__ = ["fit", "parse_seeds"]
+__all__ = ["fit"]
 
 
 def fit(
@@ -211,31 +211,3 @@ def _restore_callbacks(callbacks, saved: list, checkpoint) -> None:
                 "state for it; resume with the callbacks the run started with"
             )
         cb.load_state_dict(saved[i][1])
-
-
-def parse_seeds(spec: str | Sequence[int]) -> list[int]:
-    """Seeds from ``"0-4"`` (inclusive range), ``"0,2,5"``, a mix ``"0-2,7"``, or a list of ints.
-
-    Parsing belongs to the CLI and moves there; library functions take lists of ints.
-    """
-    if not isinstance(spec, str):
-        seeds = [int(s) for s in spec]
-    else:
-        seeds = []
-        for part in spec.replace(" ", "").split(","):
-            try:
-                if "-" in part[1:]:
-                    lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
-                    lo, hi = int(lo), int(hi)
-                    if hi < lo:
-                        raise ValueError
-                    seeds.extend(range(lo, hi + 1))
-                else:
-                    seeds.append(int(part))
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"seeds: cannot parse {part!r} in {spec!r}; use a range like 0-4 or a list like 0,2,5"
-                ) from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
-    return seeds

@@ -1,0 +1,116 @@
+"""Options shared by every command (one meaning per flag everywhere) and the checks they need.
+
+Each bundle is an ``Annotated`` type a command uses as a parameter annotation, so ``--device``,
+``--data-dir``, ``--cache-dir``, ``--seeds`` and ``--output`` are spelt, documented and checked
+the same way in every command.
+"""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from layer_sim.errors import ConfigError
+
+__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "output_option", "parse_seeds", "writable_dir"]
+
+
+def _check_device(value: str | None) -> str | None:
+    if value is not None:
+        from layer_sim._device import resolve_device  # imports torch: only when the option is given
+
+        resolve_device("--device", value)
+    return value
+
+
+Device = Annotated[
+    Optional[str],
+    typer.Option("--device", help="torch device, e.g. cpu, cuda, mps (default cpu).", callback=_check_device),
+]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
+]
+CacheDir = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints)."),
+]
+Seeds = Annotated[str, typer.Option("--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7.")]
+
+
+def output_option(help: str):
+    """The ``--output/-o`` directory option with a command's own description of what goes there."""
+    return typer.Option(..., "--output", "-o", help=help)
+
+
+def parse_seeds(spec: str | Sequence[int]) -> list[int]:
+    """Seeds from ``"0-4"`` (inclusive range), ``"0,2,5"``, a mix ``"0-2,7"``, or a list of ints.
+
+    Examples
+    --------
+    >>> parse_seeds("0-2,7")
+    [0, 1, 2, 7]
+    >>> parse_seeds("4-0")
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: seeds: cannot parse '4-0' in '4-0'; use a range like 0-4 or a list like 0,2,5
+    """
+    if not isinstance(spec, str):
+        seeds = [int(s) for s in spec]
+    else:
+        seeds = []
+        for part in spec.replace(" ", "").split(","):
+            try:
+                if "-" in part[1:]:
+                    lo, hi = part.split("-", 1) if not part.startswith("-") else (None, None)
+                    lo, hi = int(lo), int(hi)
+                    if hi < lo:
+                        raise ValueError
+                    seeds.extend(range(lo, hi + 1))
+                else:
+                    seeds.append(int(part))
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"seeds: cannot parse {part!r} in {spec!r}; use a range like 0-4 or a list like 0,2,5"
+                ) from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
+    return seeds
+
+
+def writable_dir(path: Path, *, option: str = "--output") -> Path:
+    """Create ``path`` if needed and prove a file can be written in it, before any computing.
+
+    A command that would fail only when it saves its results (minutes or hours later) fails
+    here instead, with the option and the reason.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` (or a parent) is a file, or the directory cannot be created or written in
+        (permission denied, read-only file system, ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     writable_dir(Path(f.name) / "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: --output /tmp/... exists and is not a directory (or a parent of it is a file)
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # A real write, not os.access: access() ignores read-only mounts and ACLs, and says yes to root.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".layer-sim-write-test-"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{option} {path}: exists and is not a directory (or a parent of it is a file)") from None
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        raise ConfigError(f"{option} {path}: cannot write there ({reason})") from None
+    return path

@@ -1,0 +1,62 @@
+"""``layer-sim sanity-check``: Kornblith et al.'s (2019) Table 2 with MNIST MLPs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option, writable_dir
+
+__all__ = ["EXAMPLE", "SUMMARY", "sanity_check_command"]
+
+SUMMARY = "Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs."
+EXAMPLE = "Example: layer-sim sanity-check --output results/sanity"
+
+
+def sanity_check_command(
+    output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/ and architectures/.")],
+    nets: Annotated[Optional[int], typer.Option("--nets", help="Networks trained from seeds 0..N-1 (default 5; 10 with --full).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Paper-sized run: 10 networks, 3000 examples, two other architectures.")] = False,
+    examples: Annotated[Optional[int], typer.Option("--examples", help="Test examples to compare on (default 2000; 3000 with --full).")] = None,
+    device: Device = None,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs: can each index find the corresponding layer?
+
+    Trains (or reuses cached) MLPs from different seeds, runs layer identification for every index, writes the table beside the paper's values plus heatmaps, and compares networks of different depth/width layer by layer.
+    """
+    writable_dir(output)
+    from rich.console import Console
+    from rich.table import Table
+
+    from layer_sim.experiments.sanity import sanity_check
+    from layer_sim.report.sanity import TABLE_HEADERS, write_sanity_check
+
+    console = Console()
+    result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
+                          cache_dir=cache_dir, progress=None, log=console.print)  # fmt: skip
+    written = write_sanity_check(result, output)
+    accs = [100 * a for a in result.test_accuracies]
+    table = Table(title=f"Layer identification, {result.nets} MLPs {list(result.widths)} on {result.examples} MNIST test examples")
+    for key, col in TABLE_HEADERS.items():
+        table.add_column(col, justify="left" if key == "measure" else "right")
+    for r in result.records():
+        table.add_row(r["measure"], f"{r['accuracy']:.1f}", _dash(r["stderr"]), _dash(r["paper"]))
+    console.print(table)
+    console.print(f"network test accuracy: mean {sum(accs) / len(accs):.2f}%, min {min(accs):.2f}%")
+    for arch in result.architectures:
+        console.print(f"{arch.name} {list(arch.widths)}: best-matching reference layer per layer")
+        for rec in arch.best_matches():
+            console.print("  " + ", ".join(f"{k}: {v}" for k, v in rec.items()))
+    t = result.timings
+    console.print(f"time: train/load {t.train_or_load:.0f} s, extract {t.extract:.1f} s, "
+                  f"identification {t.identification:.0f} s, architectures {t.architectures:.0f} s, "
+                  f"total {t.total:.0f} s")  # fmt: skip
+    console.print(f"wrote {len(written)} files under {output}")
+
+
+def _dash(x) -> str:
+    return "—" if x is None else f"{x:.1f}"

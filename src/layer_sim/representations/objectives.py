@@ -1,0 +1,93 @@
+r"""Per-example objectives whose gradients :func:`~layer_sim.representations.iter_representations` returns.
+
+An objective is a callable ``(output, targets) -> (n,)`` tensor: one value per example, so that
+the gradient of their sum with respect to a layer's output has, in row *i*, the gradient of
+example *i*'s own value (:math:`\partial f_i / \partial h_i`) when the model does not couple
+examples. A :class:`layer_sim.data.tasks.Loss` is an objective through its ``per_example``
+(not its batch mean, which would scale every gradient by 1/batch size).
+
+An objective that needs no targets sets an attribute ``needs_targets = False``; targets are
+then passed as given (``None`` when the data has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from layer_sim.data.tasks import Loss
+from layer_sim.errors import ConfigError, InputError
+
+__all__ = ["Objective", "as_objective", "needs_targets", "evaluate"]
+
+#: ``(output, targets) -> (n,)`` per-example values.
+Objective = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def as_objective(objective, *, where: str) -> Objective:
+    """The per-example callable of ``objective`` (a :class:`Loss` or any callable).
+
+    >>> from layer_sim.data.tasks import CrossEntropy
+    >>> as_objective(CrossEntropy(), where="extract").__name__
+    'per_example'
+    """
+    if isinstance(objective, Loss):
+        return objective.per_example
+    if not callable(objective):
+        raise ConfigError(
+            f"{where}: objective must be a Loss (e.g. CrossEntropy()) or a callable (output, targets) -> (n,), "
+            f"got {type(objective).__name__}"
+        )
+    return objective
+
+
+def needs_targets(objective) -> bool:
+    """Whether ``objective`` needs the data's targets (true unless it says ``needs_targets = False``)."""
+    return bool(getattr(objective, "needs_targets", True))
+
+
+def evaluate(objective, output: torch.Tensor, targets, *, where: str) -> torch.Tensor:
+    """``objective(output, targets)`` (see :func:`as_objective`) checked to be ``(n,)`` and finite; a failure names the objective.
+
+    For a :class:`Loss` (whose targets are class labels ``0 .. C - 1``, see
+    :mod:`layer_sim.data.tasks`) the labels are checked first, so a float label or one outside
+    the model's ``C`` outputs is reported as such rather than as an indexing error.
+    """
+    n = output.shape[0]
+    if isinstance(objective, Loss) and targets is not None:
+        _check_labels(targets, output, objective, where=where)
+    try:
+        values = as_objective(objective, where=where)(output, targets)
+    except (RuntimeError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(
+            f"{where}: objective {objective!r} failed on output {tuple(output.shape)} and targets "
+            f"{None if targets is None else tuple(targets.shape)}: {exc}"
+        ) from exc
+    if not isinstance(values, torch.Tensor) or values.shape != (n,):
+        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise InputError(
+            f"{where}: objective must return one value per example, shape ({n},), got {got}; "
+            "a batch sum or mean would make gradients depend on the batch"
+        )
+    if not torch.isfinite(values.detach()).all():
+        bad = torch.nonzero(~torch.isfinite(values.detach())).flatten()[:5].tolist()
+        raise InputError(f"{where}: objective is NaN or Inf for examples {bad} of the batch (counted from 0)")
+    return values
+
+
+def _check_labels(labels: torch.Tensor, output: torch.Tensor, objective, *, where: str) -> None:
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise InputError(f"{where}: targets must be integer class labels for {objective!r}, got dtype {labels.dtype}")
+    if labels.ndim != 1:
+        raise InputError(f"{where}: targets must be a vector of class labels, got shape {tuple(labels.shape)}")
+    if output.ndim != 2:
+        raise InputError(f"{where}: the model output must be (n, classes) for a Loss, got {tuple(output.shape)}")
+    classes = output.shape[1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise InputError(
+            f"{where}: targets must be class labels in 0..{classes - 1} (the model has {classes} outputs), "
+            f"got values in {int(labels.min())}..{int(labels.max())}"
+        )
