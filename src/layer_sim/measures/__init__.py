@@ -14,6 +14,7 @@ from layer_sim.measures._cca import (
 )
 from layer_sim.measures._cka import linear_cka, linear_hsic, minibatch_cka, rbf_cka
 from layer_sim.measures.streaming_cca import StreamingCCA
+from layer_sim.measures.reduction import svd_reduction
 
 __all__ = [
     "linear_cka_matrix",
@@ -27,6 +28,7 @@ __all__ = [
     "cca",
     "svcca",
     "pwcca",
+    "svd_reduction",
     "linear_regression",
     "procrustes",
     "StreamingCCA",
