@@ -235,9 +235,9 @@ class PrunedNetwork(NamedTuple):
     """One IMP iteration: ``model`` (masks folded in, eval mode), its ``masks`` and ``meta``.
 
     ``meta`` has ``iteration``, ``sparsity`` (share of prunable entries pruned),
-    ``pruned``/``prunable`` counts, ``pruning`` (the :class:`PruningSpec`), ``shuffle_seed`` and
-    ``metrics`` (``test_accuracy``, ``train_seconds``, ``history``); iteration 0 is the
-    complete network, with no masks.
+    ``pruned``/``prunable`` counts, ``pruning`` (the :class:`PruningSpec`), ``shuffle_seed``,
+    ``metrics`` (``test_accuracy``, ``train_seconds``, ``history``) and ``reused`` (read from disk
+    rather than trained by this call); iteration 0 is the complete network, with no masks.
     """
 
     iteration: int
@@ -308,13 +308,15 @@ def imp(
     if not isinstance(pruning, PruningSpec):
         raise ConfigError(f"imp: pruning must be a PruningSpec, got {type(pruning).__name__}")
     complete = train_or_load(spec, seed, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
-    prunable(complete.model, pruning.patterns)  # a pattern that matches nothing fails before any work
-    out = [PrunedNetwork(0, complete.model, {}, {**complete.meta, "iteration": 0, "sparsity": 0.0})]
+    # A pattern that matches nothing fails here, before any pruning.
+    n_prunable = sum(getattr(m, a).numel() for _, m, a in prunable(complete.model, pruning.patterns))
+    out = [PrunedNetwork(0, complete.model, {}, {**complete.meta, "iteration": 0, "sparsity": 0.0, "pruned": 0,
+                                                 "prunable": n_prunable})]  # fmt: skip
     task = None
     for i in range(1, iterations + 1):
         path = iteration_dir(spec, seed, pruning, i, cache_dir=cache_dir)
         if (path / _META).is_file():
-            out.append(_load_iteration(path, spec, seed, pruning, i, device))
+            out.append(_load_iteration(path, spec, seed, pruning, i, device, reused=True))
             continue
         if task is None:
             task = spec.build_task(data_dir=data_dir)
@@ -339,7 +341,7 @@ def imp(
         }  # fmt: skip
         _save_iteration(path, model, kept, meta)
         resume.remove(path)
-        out.append(_load_iteration(path, spec, seed, pruning, i, device))
+        out.append(_load_iteration(path, spec, seed, pruning, i, device, reused=False))
     return out
 
 
@@ -350,7 +352,7 @@ def _save_iteration(path: Path, model: nn.Module, kept: dict[str, torch.Tensor],
     save_checkpoint(path, without_reparametrisation(model).cpu(), meta=meta)  # meta.json last
 
 
-def _load_iteration(path: Path, spec, seed, pruning, i, device) -> PrunedNetwork:
+def _load_iteration(path: Path, spec, seed, pruning, i, device, *, reused: bool) -> PrunedNetwork:
     ckpt = load_checkpoint(path, map_location=device)
     meta = ckpt.meta
     if meta.get("key") != spec.key() or meta.get("seed") != seed or meta.get("iteration") != i \
@@ -363,5 +365,5 @@ def _load_iteration(path: Path, spec, seed, pruning, i, device) -> PrunedNetwork
         kept = torch.load(path / _MASKS, map_location=device or "cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - as load_checkpoint
         raise DataError(f"imp: {path / _MASKS} is damaged or missing ({exc})") from None
-    return PrunedNetwork(i, ckpt.model, kept, meta)
+    return PrunedNetwork(i, ckpt.model, kept, meta | {"reused": reused})
 
