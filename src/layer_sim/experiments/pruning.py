@@ -272,13 +272,14 @@ def plan(spec: PruningStudySpec) -> list[tuple[str, dict]]:
     return units
 
 
-def run_unit(kind: str, unit: dict, *, cache_dir=None, data_dir=None, device=None, progress=None) -> dict[str, Any]:
+def run_unit(kind: str, unit: dict, *, cache_dir=None, data_dir=None, device=None, progress=None,
+             log: Callable[[str], Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one unit of :func:`plan`; returns its records (``{"networks": [...]}`` or ``{"similarities": [...]}``)."""
     network = NetworkSpec.from_dict(unit["network"])
     pruning = PruningSpec(unit["pruning"]["rate"], tuple(unit["pruning"]["patterns"]))
     where = dict(cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
     if kind == "pruning.imp":
-        chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, **where)
+        chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, log=log, **where)
         return {"networks": [_network_row(unit["seed"], n).record() for n in chain]}
     if kind == "pruning.compare":
         return {"similarities": [r.record() for r in _compare(network, pruning, unit, where)]}
@@ -363,14 +364,10 @@ def pruning_study(
     networks, similarities = [], []
     for kind, unit in plan(spec):
         t = time.perf_counter()
-        out = run_unit(kind, unit, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
+        out = run_unit(kind, unit, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress,
+                       log=say)  # fmt: skip
         if kind == "pruning.imp":
-            rows = [NetworkRow(**r) for r in out["networks"]]
-            networks += rows
-            for r in rows:
-                how = "reused" if r.reused else f"trained in {r.train_seconds:.0f} s"
-                say(f"seed {r.seed} iteration {r.iteration}: sparsity {r.sparsity:.4f}, "
-                    f"test accuracy {100 * r.test_accuracy:.2f}% ({how})")  # fmt: skip
+            networks += [NetworkRow(**r) for r in out["networks"]]
         else:
             similarities += [SimilarityRow(**r) for r in out["similarities"]]
             other = unit["other"]

@@ -76,19 +76,22 @@ def similarity_figure(result: PruningStudyResult, *, ncols: int = 4) -> Figure:
     fig = Figure(figsize=(3.4 * ncols, 2.9 * nrows + 0.6), layout="constrained")
     colours = dict(zip(result.spec.measures, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
     iterations = range(1, result.spec.iterations + 1)
-    sparsity = [_mean([n.sparsity for n in result.networks if n.iteration == i]) for i in iterations]
+    # x: the share of prunable weights left, on a log axis that runs towards sparser to the right,
+    # so that IMP's geometric steps are evenly spaced.
+    left = [1 - _mean([n.sparsity for n in result.networks if n.iteration == i]) for i in iterations]
     for k, layer in enumerate(layers):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         for key in result.spec.measures:
             c = colours[key]
             per_it = [result.pruned(layer, key, i) for i in iterations]
-            ax.plot(sparsity, [_mean(v) for v in per_it], "o-", color=c, label=MEASURES[key].label, ms=3)
-            ax.fill_between(sparsity, [min(v) for v in per_it], [max(v) for v in per_it], color=c, alpha=0.2)
+            ax.plot(left, [_mean(v) for v in per_it], "o-", color=c, label=MEASURES[key].label, ms=3)
+            ax.fill_between(left, [min(v) for v in per_it], [max(v) for v in per_it], color=c, alpha=0.2)
             floor = result.noise_floor(layer, key)
             ax.axhline(_mean(floor), color=c, ls="--", lw=1)
             ax.axhspan(min(floor), max(floor), color=c, alpha=0.08)
+        _left_axis(ax, left)
         ax.set_title(layer, fontsize=9)
-        ax.set_xlabel("sparsity (share of prunable weights pruned)", fontsize=7)
+        ax.set_xlabel("share of prunable weights left", fontsize=7)
         ax.set_ylabel("similarity to the complete network", fontsize=7)
         ax.tick_params(labelsize=7)
     handles, labels = fig.axes[0].get_legend_handles_labels()
@@ -105,12 +108,20 @@ def accuracy_figure(result: PruningStudyResult) -> Figure:
     ax = fig.add_subplot()
     for seed in result.spec.seeds:
         nets = sorted((n for n in result.networks if n.seed == seed), key=lambda n: n.iteration)
-        ax.plot([n.sparsity for n in nets], [100 * n.test_accuracy for n in nets], "o-", ms=3, label=f"seed {seed}")
-    ax.set_xlabel("sparsity (share of prunable weights pruned)")
+        ax.plot([1 - n.sparsity for n in nets], [100 * n.test_accuracy for n in nets], "o-", ms=3, label=f"seed {seed}")
+    _left_axis(ax, sorted({1 - n.sparsity for n in result.networks}))
+    ax.set_xlabel("share of prunable weights left (iteration 0: complete)")
     ax.set_ylabel("MNIST test accuracy (%)")
     ax.set_title(f"LeNet-5, IMP at rate {result.spec.rate:g}, {result.spec.epochs} epochs per training", fontsize=9)
     ax.legend(fontsize=8)
     return fig
+
+
+def _left_axis(ax, left: Sequence[float]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(left, [f"{x:.3g}" for x in left])
+    ax.minorticks_off()
+    ax.invert_xaxis()
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -261,6 +262,7 @@ def imp(
     data_dir=None,
     device=None,
     progress: bool | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> list[PrunedNetwork]:
     r"""Iterative Magnitude Pruning with learning-rate rewinding of the network ``(spec, seed)``.
 
@@ -286,6 +288,8 @@ def imp(
         Rate per iteration and the parameters to prune.
     cache_dir, data_dir, device, progress
         As for :func:`~layer_sim.training.train_or_load`.
+    log : callable or None, default=None
+        Called with one line per network as soon as it is trained or loaded.
 
     Returns
     -------
@@ -312,11 +316,14 @@ def imp(
     n_prunable = sum(getattr(m, a).numel() for _, m, a in prunable(complete.model, pruning.patterns))
     out = [PrunedNetwork(0, complete.model, {}, {**complete.meta, "iteration": 0, "sparsity": 0.0, "pruned": 0,
                                                  "prunable": n_prunable})]  # fmt: skip
+    say = log if log is not None else (lambda _line: None)
+    say(_line(seed, out[0]))
     task = None
     for i in range(1, iterations + 1):
         path = iteration_dir(spec, seed, pruning, i, cache_dir=cache_dir)
         if (path / _META).is_file():
             out.append(_load_iteration(path, spec, seed, pruning, i, device, reused=True))
+            say(_line(seed, out[-1]))
             continue
         if task is None:
             task = spec.build_task(data_dir=data_dir)
@@ -342,7 +349,15 @@ def imp(
         _save_iteration(path, model, kept, meta)
         resume.remove(path)
         out.append(_load_iteration(path, spec, seed, pruning, i, device, reused=False))
+        say(_line(seed, out[-1]))
     return out
+
+
+def _line(seed: int, net: PrunedNetwork) -> str:
+    m = net.meta
+    how = "reused" if m.get("reused") else f"trained in {m['metrics']['train_seconds']:.0f} s"
+    return (f"seed {seed} iteration {net.iteration}: sparsity {m['sparsity']:.4f}, "
+            f"test accuracy {100 * m['metrics']['test_accuracy']:.2f}% ({how})")
 
 
 def _save_iteration(path: Path, model: nn.Module, kept: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
