@@ -139,3 +139,61 @@ def test_docstring_examples_run():
 
     failures, tried = doctest.testmod(cnn)
     assert tried >= 4 and failures == 0
+
+
+# ----------------------------------------------------------------------------- Tiny-10
+
+
+def test_tiny10_blocks_have_the_documented_shapes_and_equal_a_functional_forward_pass():
+    from layer_sim.models import Tiny10, Tiny10Spec
+
+    net = Tiny10(seed=1)
+    # Non-trivial BatchNorm statistics, so that eval mode really uses them.
+    with torch.no_grad():
+        for k in range(1, 9):
+            bn = getattr(net, f"block{k}").bn
+            bn.running_mean.uniform_(-0.1, 0.1, generator=torch.Generator().manual_seed(k))
+            bn.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(10 + k))
+            bn.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(20 + k))
+    net.eval()
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    seen = {}
+    handles = [net.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o))
+               for n in net.layer_names]  # fmt: skip
+    try:
+        out = net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    h, want = x, {}
+    for k in range(1, 9):
+        b = getattr(net, f"block{k}")
+        h = F.conv2d(h, b.conv.weight, None, stride=b.conv.stride, padding=b.conv.padding)
+        h = (h - b.bn.running_mean[:, None, None]) / torch.sqrt(b.bn.running_var[:, None, None] + b.bn.eps)
+        h = (h * b.bn.weight[:, None, None] + b.bn.bias[:, None, None]).clamp_min(0)
+        want[f"block{k}.relu"] = h
+    want["pool"] = h.mean(dim=(2, 3), keepdim=True)
+    widths = [28, 28, 14, 14, 14, 7, 5, 5]
+    channels = [16, 16, 32, 32, 32, 64, 64, 64]
+    assert [tuple(seen[f"block{k}.relu"].shape[1:]) for k in range(1, 9)] == [(c, w, w) for c, w in zip(channels, widths)]
+    for name, ref in want.items():
+        torch.testing.assert_close(seen[name], ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, want["pool"].flatten(1) @ net.logits.weight.T + net.logits.bias, rtol=1e-5, atol=1e-6)
+    assert net.readout is net.logits and Tiny10Spec.from_dict(Tiny10Spec(3).to_dict()).build(seed=0).num_classes == 3
+    assert all(getattr(net, f"block{k}").conv.bias is None for k in range(1, 9))
+
+
+def test_tiny10_trains_and_round_trips_through_a_checkpoint(tmp_path):
+    from layer_sim.models import Tiny10, Tiny10Spec
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 1, 28, 28, generator=g)
+    y = (x[:, 0, :14].mean((1, 2)) > x[:, 0, 14:].mean((1, 2))).long()
+    net = Tiny10(2, seed=0)
+    result = fit(net, Task("halves", (x, y), None, 2, "cross_entropy"),
+                 Recipe(lr=0.05, batch_size=32, epochs=3, warmup_epochs=0.5), seed=0, progress=False)  # fmt: skip
+    assert result.history[-1]["train_loss"] < 0.8 * result.history[0]["train_loss"]
+    save_checkpoint(tmp_path, net, meta={})
+    back = load_checkpoint(tmp_path).model
+    assert type(back) is Tiny10 and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
+    assert NetworkSpec(model=Tiny10Spec()).key_fields()["model"] == {"kind": "Tiny10", "num_classes": 10}

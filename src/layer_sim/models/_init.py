@@ -12,7 +12,7 @@ INITIALISED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 
 
 def fan_in_uniform_(model: nn.Module, *, seed: int | None) -> None:
-    r"""Re-draw every Linear/Conv2d weight and bias of ``model`` from :math:`U(-1/\sqrt{f}, 1/\sqrt{f})`.
+    r"""Re-draw every Linear/Conv2d weight and bias (if any) of ``model`` from :math:`U(-1/\sqrt{f}, 1/\sqrt{f})`.
 
     :math:`f` is the layer's fan-in (``in_features``, or ``in_channels`` times the kernel area),
     which is PyTorch's default (``kaiming_uniform_(a=sqrt(5))`` for the weight, the same bound for
@@ -26,5 +26,7 @@ def fan_in_uniform_(model: nn.Module, *, seed: int | None) -> None:
             if isinstance(module, INITIALISED):
                 bound = module.weight[0].numel() ** -0.5
                 for p in (module.weight, module.bias):
+                    if p is None:  # e.g. a convolution before a BatchNorm
+                        continue
                     # Drawn on CPU, then copied: the same seed gives the same weights on every device.
                     p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen))

@@ -13,7 +13,7 @@ from layer_sim.errors import InputError
 from layer_sim.models._init import fan_in_uniform_
 from layer_sim.models._spec import spec_from_dict
 
-__all__ = ["LeNet5", "LeNet5Spec", "LENET5_LAYER_TYPES"]
+__all__ = ["LeNet5", "LeNet5Spec", "LENET5_LAYER_TYPES", "Tiny10", "Tiny10Spec"]
 
 #: Module types whose outputs are LeNet-5's layer representations: post-activation and pooling
 #: (the original layer_sim's ``layer_types_to_hook=(nn.ReLU, nn.AvgPool2d)``).
@@ -149,3 +149,125 @@ class LeNet5Spec:
     def build(self, *, seed: int | None = None) -> LeNet5:
         """The untrained :class:`LeNet5`, initialised from ``seed``."""
         return LeNet5(self.num_classes, seed=seed)
+
+
+# ----------------------------------------------------------------------------- Tiny-10
+
+#: Tiny-10's convolutions (Kornblith et al. 2019, Table E.1): (out channels, kernel, stride, padding).
+#: On 28 x 28 inputs the maps are 28, 28, 14, 14, 14, 7, 5, 5 pixels wide ("valid" = no padding).
+TINY10_CONVS: tuple[tuple[int, int, int, int], ...] = (
+    (16, 3, 1, 1), (16, 3, 1, 1), (32, 3, 2, 1), (32, 3, 1, 1), (32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 0),
+    (64, 1, 1, 0),
+)
+
+
+class _ConvBlock(nn.Module):
+    """conv (no bias: the BatchNorm's shift replaces it) -> BatchNorm -> ReLU, each a named module."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__()
+        self.conv = nn.utils.skip_init(nn.Conv2d, c_in, c_out, kernel, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+class Tiny10(nn.Module):
+    r"""Kornblith et al.'s (2019) all-convolutional Tiny-10, adapted to 1 x 28 x 28 MNIST images.
+
+    Eight blocks ``block1`` ... ``block8`` of conv -> BatchNorm -> ReLU (3x3 16, 3x3 16,
+    3x3 32 stride 2, 3x3 32, 3x3 32, 3x3 64 stride 2, 3x3 64 without padding, 1x1 64; see
+    :data:`TINY10_CONVS`), global average pooling ``pool`` and the Linear readout ``logits``
+    (64 -> ``num_classes``). The only change from the CIFAR-10 original is the input: one channel
+    of 28 x 28, so the maps are 28, 28, 14, 14, 14, 7, 5, 5 pixels wide instead of 32 ... 6.
+    :attr:`layer_names` are nine layer representations: each block's ReLU (``block<k>.relu``,
+    per-example shapes (16, 28, 28) ... (64, 5, 5)) and ``pool`` (64,); with the logits
+    (``extract``'s ``"output"``) they are Tiny-10's ten layers.
+
+    BatchNorm uses batch statistics in training and its running averages in eval mode, which is
+    the mode :func:`~layer_sim.representations.extract` and evaluation use, so representations
+    of one example never depend on the others.
+
+    Parameters
+    ----------
+    num_classes : int >= 2, default=10
+    seed : int or None, default=None
+        As for :class:`LeNet5` (BatchNorm starts at weight 1, bias 0).
+
+    References
+    ----------
+    Kornblith, Norouzi, Lee & Hinton (2019). Similarity of neural network representations
+    revisited. ICML (Appendix, Table E.1).
+
+    Examples
+    --------
+    >>> net = Tiny10(seed=0)
+    >>> net(torch.zeros(2, 1, 28, 28)).shape, len(net.layer_names), net.layer_names[-1]
+    (torch.Size([2, 10]), 9, 'pool')
+    """
+
+    def __init__(self, num_classes: int = 10, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.num_classes = _check_num_classes("Tiny10", num_classes)
+        c_in = _INPUT_SHAPE[0]
+        for k, (c_out, kernel, stride, padding) in enumerate(TINY10_CONVS, start=1):
+            self.add_module(f"block{k}", _ConvBlock(c_in, c_out, kernel, stride, padding))
+            c_in = c_out
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.logits = nn.utils.skip_init(nn.Linear, c_in, self.num_classes)
+        self.layer_names: tuple[str, ...] = (*(f"block{k}.relu" for k in range(1, len(TINY10_CONVS) + 1)), "pool")
+        fan_in_uniform_(self, seed=seed)
+
+    @property
+    def config(self) -> dict:
+        """JSON-serialisable constructor arguments (without ``seed``)."""
+        return {"num_classes": self.num_classes}
+
+    @property
+    def readout(self) -> nn.Linear:
+        """The Linear layer ``logits``."""
+        return self.logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, num_classes)`` for images ``x`` of shape ``(n, 1, 28, 28)``."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != _INPUT_SHAPE:
+            raise InputError(f"Tiny10: expected images of shape (n, 1, 28, 28), got shape {tuple(x.shape)}")
+        h = x
+        for k in range(1, len(TINY10_CONVS) + 1):
+            h = getattr(self, f"block{k}")(h)
+        return self.logits(self.flatten(self.pool(h)))
+
+
+@dataclass(frozen=True)
+class Tiny10Spec:
+    """What names a :class:`Tiny10`: its number of classes.
+
+    Examples
+    --------
+    >>> Tiny10Spec().to_dict()
+    {'kind': 'Tiny10', 'num_classes': 10}
+    """
+
+    num_classes: int = 10
+
+    #: The model class this spec builds (recorded as ``"kind"``).
+    kind: ClassVar[str] = "Tiny10"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_classes", _check_num_classes("Tiny10Spec", self.num_classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": "Tiny10", "num_classes": ...}`` (JSON-serialisable)."""
+        return {"kind": self.kind, "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Tiny10Spec:
+        """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
+        return spec_from_dict(cls, d)
+
+    def build(self, *, seed: int | None = None) -> Tiny10:
+        """The untrained :class:`Tiny10`, initialised from ``seed``."""
+        return Tiny10(self.num_classes, seed=seed)

@@ -28,12 +28,12 @@ from torch import nn
 
 from layer_sim._io import atomic_write
 from layer_sim.errors import ConfigError, DataError, LayerSimError
-from layer_sim.models import MLP, LeNet5
+from layer_sim.models import MLP, LeNet5, Tiny10
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "MODEL_CLASSES"]
 
 #: Model classes a checkpoint can rebuild, by name; each must expose ``.config`` and ``cls(**config)``.
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP, "LeNet5": LeNet5}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP, "LeNet5": LeNet5, "Tiny10": Tiny10}
 
 _WEIGHTS, _META = "model.pt", "meta.json"
 
