@@ -1,6 +1,5 @@
 """svd_reduction: SVCCA's first step, against a NumPy transcription; CKA on Gram matrices, right and S1's wrong centring."""
 
-import doctest
 
 import numpy as np
 import pytest
@@ -105,10 +104,3 @@ def test_cka_on_linear_kernels_needs_double_centring_and_the_original_centring_i
     # S1 subtracts column means twice and row means never: no longer H K H, and another number.
     assert not np.allclose(_s1_centring(K), _correct(K))
     assert abs(cka(_s1_centring) - linear_cka(x, y)) > 1e-2
-
-
-def test_docstring_examples_run():
-    from layer_sim.measures import reduction
-
-    failures, tried = doctest.testmod(reduction)
-    assert tried >= 3 and failures == 0

@@ -1,11 +1,9 @@
 """LeNet-5: the original layer_sim's shapes and hooks, a hand-written forward pass, naming, seeding, specs."""
 
-import doctest
 import re
 
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from layer_sim.data import Task
@@ -132,14 +130,6 @@ def test_it_learns_mnist_from_3000_examples():
     recipe = Recipe(lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=32, epochs=3, warmup_epochs=0.5)
     result = fit(LeNet5(seed=0), task, recipe, seed=0, progress=False)
     assert result.test_accuracy > 0.9  # chance is 10 %; held-out images
-
-
-def test_docstring_examples_run():
-    from layer_sim.models import cnn
-
-    failures, tried = doctest.testmod(cnn)
-    assert tried >= 4 and failures == 0
-
 
 # ----------------------------------------------------------------------------- Tiny-10
 

@@ -1,6 +1,5 @@
 """Conv layouts against hand reshapes; LeNet-5 extraction with the original library's hooks and shapes; what CCA sees."""
 
-import doctest
 
 import numpy as np
 import pytest
@@ -103,10 +102,3 @@ def test_what_cca_sees_under_each_layout():
     c2 = with_layout(extract(LeNet5(seed=0), x, layers=["features.1", "features.4"]), "channels")
     with pytest.raises(InputError, match=r"same number of examples \(rows\), got 115200 and 12800"):
         linear_cka(c2["features.1"], c2["features.4"])
-
-
-def test_docstring_examples_run():
-    from layer_sim.representations import layouts
-
-    failures, tried = doctest.testmod(layouts)
-    assert tried >= 6 and failures == 0

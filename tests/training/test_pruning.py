@@ -1,7 +1,5 @@
 """Pruning: global magnitude masks against a NumPy reference, zeros that survive training, IMP with LR rewinding."""
 
-import copy
-import doctest
 
 import numpy as np
 import pytest
@@ -224,8 +222,3 @@ def test_imp_interrupted_mid_iteration_resumes_to_the_same_network(tmp_path, toy
         assert a.meta["sparsity"] == b.meta["sparsity"]
         assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert resumed[2].meta["sparsity"] == pytest.approx(1 - 0.7**2, abs=2 / resumed[2].meta["prunable"])
-
-
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(pruning_mod)
-    assert tried >= 4 and failures == 0

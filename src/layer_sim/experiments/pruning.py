@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 
 from layer_sim import measures
 from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check
@@ -46,6 +45,7 @@ __all__ = [
     "PruningStudySpec",
     "study_recipe",
     "NetworkRow",
+    "ParameterRow",
     "SimilarityRow",
     "PruningStudyResult",
     "plan",
@@ -201,6 +201,20 @@ class NetworkRow:
 
 
 @dataclass(frozen=True)
+class ParameterRow:
+    """How much of one prunable parameter tensor a network has pruned (global pruning spreads unevenly)."""
+
+    seed: int
+    iteration: int
+    parameter: str
+    size: int
+    sparsity: float
+
+    def record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class SimilarityRow:
     """One layer of one comparison under one index.
 
@@ -233,6 +247,7 @@ class PruningStudyResult:
     spec: PruningStudySpec
     layers: tuple[str, ...]
     networks: tuple[NetworkRow, ...]
+    parameters: tuple[ParameterRow, ...]
     similarities: tuple[SimilarityRow, ...]
     seconds: float
     cpu_seconds: float
@@ -280,7 +295,9 @@ def run_unit(kind: str, unit: dict, *, cache_dir=None, data_dir=None, device=Non
     where = dict(cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
     if kind == "pruning.imp":
         chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, log=log, **where)
-        return {"networks": [_network_row(unit["seed"], n).record() for n in chain]}
+        params = [ParameterRow(unit["seed"], n.iteration, name, m.numel(), 1 - float(m.double().mean())).record()
+                  for n in chain for name, m in n.masks.items()]  # fmt: skip
+        return {"networks": [_network_row(unit["seed"], n).record() for n in chain], "parameters": params}
     if kind == "pruning.compare":
         return {"similarities": [r.record() for r in _compare(network, pruning, unit, where)]}
     raise ConfigError(f"run_unit: unknown unit kind {kind!r}; kinds: pruning.imp, pruning.compare")
@@ -361,19 +378,20 @@ def pruning_study(
     say = log if log is not None else (lambda _msg: None)
     missing = tuple(k for k in MEASURES if k not in spec.measures)
     t0, c0 = time.perf_counter(), time.process_time()
-    networks, similarities = [], []
+    networks, parameters, similarities = [], [], []
     for kind, unit in plan(spec):
         t = time.perf_counter()
         out = run_unit(kind, unit, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress,
                        log=say)  # fmt: skip
         if kind == "pruning.imp":
             networks += [NetworkRow(**r) for r in out["networks"]]
+            parameters += [ParameterRow(**r) for r in out["parameters"]]
         else:
             similarities += [SimilarityRow(**r) for r in out["similarities"]]
             other = unit["other"]
             say(f"compared seed {unit['reference']} with seed {other['seed']} iteration {other['iteration']} "
                 f"({time.perf_counter() - t:.1f} s)")  # fmt: skip
     layers = tuple(dict.fromkeys(r.layer for r in similarities))
-    return PruningStudyResult(spec, layers, tuple(networks), tuple(similarities), time.perf_counter() - t0,
-                              time.process_time() - c0, missing)  # fmt: skip
+    return PruningStudyResult(spec, layers, tuple(networks), tuple(parameters), tuple(similarities),
+                              time.perf_counter() - t0, time.process_time() - c0, missing)  # fmt: skip
 

@@ -45,9 +45,10 @@ def summary_records(result: PruningStudyResult) -> list[dict]:
 
 
 def write_pruning_study(result: PruningStudyResult, directory) -> list[Path]:
-    """Write ``sparsity.csv``, ``similarity.csv``, ``summary.md|csv|json`` and the two figures under ``directory``.
+    """Write ``sparsity.csv``, ``parameter_sparsity.csv``, ``similarity.csv``, ``summary.md|csv|json`` and two figures.
 
-    ``sparsity.csv`` (and ``.md``/``.json``): one row per network (``iteration`` 0 = complete).
+    ``sparsity.csv`` (and ``.md``/``.json``): one row per network (``iteration`` 0 = complete);
+    ``parameter_sparsity.csv``: per pruned network and prunable tensor, the share pruned.
     ``similarity.csv``: one row per comparison, layer and index (see
     :class:`~layer_sim.experiments.pruning.SimilarityRow`). ``similarity_vs_sparsity.png``: per
     layer, each index's pruned-vs-complete similarity (mean over seeds, band = min to max) against
@@ -57,6 +58,7 @@ def write_pruning_study(result: PruningStudyResult, directory) -> list[Path]:
     out = Path(directory)
     written = write_table([n.record() for n in result.networks], out, stem="sparsity", columns=SPARSITY_COLUMNS,
                           digits=4)  # fmt: skip
+    written += write_table([r.record() for r in result.parameters], out, stem="parameter_sparsity", digits=4)
     written += write_table([r.record() for r in result.similarities], out, stem="similarity",
                            columns=SIMILARITY_COLUMNS, digits=4)  # fmt: skip
     summary = summary_records(result)
