@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
-from layer_sim.errors import ConfigError, DegenerateInputError, UnknownNameError
+from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
 from layer_sim.experiments import pruning as study
 from layer_sim.experiments.pruning import PruningStudySpec, plan, pruning_study, study_recipe
 from layer_sim.report.pruning import summary_records, write_pruning_study
@@ -41,8 +41,8 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(cache, tmp_path_factory):
     lines = []
-    result = pruning_study(PruningStudySpec(**TINY), cache_dir=cache, log=lines.append)
     out = tmp_path_factory.mktemp("out")
+    result = pruning_study(PruningStudySpec(**TINY), store=out / "results.sqlite", cache_dir=cache, log=lines.append)
     return result, write_pruning_study(result, out), out, lines
 
 
@@ -58,13 +58,13 @@ def test_study_recipe_keeps_the_original_shape():
     assert {study_recipe(5).lr, study_recipe(5).clip_norm, study_recipe(5).batch_size} == {0.1, 1.0, 128}
 
 
-def test_the_plan_is_one_imp_chain_per_seed_then_every_comparison():
-    units = plan(PruningStudySpec(seeds=(2, 0, 5), iterations=3))
-    kinds = [k for k, _ in units]
-    assert kinds == ["pruning.imp"] * 3 + ["pruning.compare"] * (3 * 3 + 3)
-    assert [u["seed"] for _, u in units[:3]] == [0, 2, 5]  # sorted
-    pairs = [(u["reference"], u["other"]["seed"], u["other"]["iteration"]) for _, u in units[3:]]
+def test_the_plan_is_one_imp_chain_per_seed_then_every_comparison(tmp_path):
+    units = plan(PruningStudySpec(seeds=(2, 0, 5), iterations=3), cache_dir=tmp_path / "c", data_dir=tmp_path / "d")
+    assert [u.kind for u in units] == ["pruning.imp"] * 3 + ["pruning.compare"] * (3 * 3 + 3)
+    assert [u.spec["seed"] for u in units[:3]] == [0, 2, 5]  # sorted
+    pairs = [(u.spec["reference"], u.spec["other"]["seed"], u.spec["other"]["iteration"]) for u in units[3:]]
     assert pairs[:3] == [(0, 0, 1), (0, 0, 2), (0, 0, 3)] and pairs[-3:] == [(0, 2, 0), (0, 5, 0), (2, 5, 0)]
+    assert len({u.key for u in units}) == len(units) and units[0].spec["cache_dir"] == str((tmp_path / "c").resolve())
 
 
 def test_bad_specs_are_named():
@@ -161,11 +161,12 @@ def test_summary_compares_with_the_noise_floor(run):
         assert rec["margin"] == pytest.approx(min(result.pruned(rec["layer"], key, 2)) - floor[0])
 
 
-def test_cca_on_flattened_conv_maps_is_refused_not_reported(cache):
+def test_cca_on_flattened_conv_maps_is_refused_not_reported(cache, tmp_path):
     spec = PruningStudySpec(**{**TINY, "cca_layout": "flatten", "measures": ("svcca",)})
-    with pytest.raises(DegenerateInputError, match=r"mean CCA, SVD 99 % on layer 'features.1' with layout 'flatten' "
+    with pytest.raises(LayerSimError, match=r"pruning_study: 5 of the comparisons did not finish .*DegenerateInputError: "
+                                            r"pruning study: "r"mean CCA, SVD 99 % on layer 'features.1' with layout 'flatten' "
                                                    r"has 300 rows for \d+ \+ \d+ dimensions.*use cca_layout='channels' or more examples"):  # fmt: skip
-        pruning_study(spec, cache_dir=cache)
+        pruning_study(spec, store=tmp_path / "s.sqlite", cache_dir=cache)
 
 
 def test_cli_writes_the_study(cache, tmp_path):
@@ -177,3 +178,14 @@ def test_cli_writes_the_study(cache, tmp_path):
     assert "seed 1 iteration 1: sparsity 0.5000" in res.output and "(reused)" in res.output
     with open(tmp_path / "sparsity.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 4
+    from layer_sim.store import Store
+
+    with Store(tmp_path / "results.sqlite") as s:
+        assert s.counts()["done"] == 2 + 3  # 2 chains, 2 pruned comparisons, 1 noise floor
+    # A rerun finds every unit done and computes nothing.
+    again = CliRunner().invoke(app, ["pruning-study", "-o", str(tmp_path), "--seeds", "0,1", "--epochs", "2",
+                                     "--iterations", "1", "--examples", "300", "--limit-train", "600",
+                                     "--cache-dir", str(cache)])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "2 units: 0 done, 2 skipped (already done)" in again.output  # the chains
+    assert "3 units: 0 done, 3 skipped (already done)" in again.output  # the comparisons

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from layer_sim.errors import DegenerateInputError, InputError
-from layer_sim.measures import cca, linear_cka, svcca, svd_reduction
+from layer_sim.errors import ConfigError, DegenerateInputError, InputError
+from layer_sim.measures import cca, gram_cka, linear_cka, svcca, svd_reduction
 
 
 def _data(n=300, p=12, seed=0):
@@ -64,8 +64,13 @@ def test_wide_inputs_keep_fewer_directions_than_examples_and_torch_stays_differe
 def test_bad_input_is_named():
     with pytest.raises(DegenerateInputError, match="svd_reduction: x is constant"):
         svd_reduction(np.ones((10, 3)))
-    with pytest.raises(InputError, match=r"svd_reduction: variance must be a number in \(0, 1\], got 0"):
+    with pytest.raises(ConfigError, match=r"svd_reduction: variance must be a finite number in \(0, 1\], got 0"):
         svd_reduction(_data(), variance=0)
+    # Magnitudes far outside the float64 window are scaled exactly for the SVD, and back.
+    x = _data()
+    big = svd_reduction(x * 2.0**900)
+    assert np.isfinite(big).all() and big.max() > 1e250  # in the input's units
+    np.testing.assert_allclose(np.abs(big / 2.0**900), np.abs(svd_reduction(x)), rtol=1e-9, atol=1e-9)
     bad = _data()
     bad[3, 1] = np.nan
     with pytest.raises(InputError, match="svd_reduction: x contains 1 NaN"):
@@ -91,16 +96,18 @@ def _s1_centring(K):
     return K - K.mean(0) - K.mean(1) + K.mean()
 
 
-def test_cka_on_linear_kernels_needs_double_centring_and_the_original_centring_is_wrong():
+def test_gram_cka_centres_as_defined_and_the_original_centring_gives_another_value():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((60, 7)) + rng.standard_normal(7) * 3  # non-zero column means
     y = np.tanh(x @ rng.standard_normal((7, 5))) + 1.0
     K, L = x @ x.T, y @ y.T
 
-    def cka(centre):
+    def cka(centre):  # HSIC ratio after the given centring (NumPy)
         return _hsic_gram(K, L, centre) / np.sqrt(_hsic_gram(K, K, centre) * _hsic_gram(L, L, centre))
 
-    assert cka(_correct) == pytest.approx(linear_cka(x, y), abs=1e-12)  # H K H: the definition
-    # S1 subtracts column means twice and row means never: no longer H K H, and another number.
+    # H K H, the definition: our gram_cka, the NumPy transcription and feature-space CKA agree.
+    assert gram_cka(K, L) == pytest.approx(cka(_correct), abs=1e-12)
+    assert gram_cka(K, L) == pytest.approx(linear_cka(x, y), abs=1e-12)
+    # S1 subtracts column means twice and row means never: not H K H, and another number.
     assert not np.allclose(_s1_centring(K), _correct(K))
-    assert abs(cka(_s1_centring) - linear_cka(x, y)) > 1e-2
+    assert abs(cka(_s1_centring) - gram_cka(K, L)) > 1e-2

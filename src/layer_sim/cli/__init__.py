@@ -1,7 +1,7 @@
 """Command-line interface: a thin typer layer over the library; no computation lives here.
 
 One module per command (:mod:`~layer_sim.cli.train`, :mod:`~layer_sim.cli.sanity_check`,
-:mod:`~layer_sim.cli.pruning_study`),
+:mod:`~layer_sim.cli.runs`, :mod:`~layer_sim.cli.pruning_study`),
 shared options in :mod:`~layer_sim.cli._shared`. :func:`main` is the console script: every
 library error (``LayerSimError``), OS error and device error is one line ``error: ...`` on
 stderr with exit status 2.
@@ -14,6 +14,7 @@ import sys
 import typer
 
 from layer_sim.cli import pruning_study, sanity_check, train
+from layer_sim.cli.runs import runs_app
 from layer_sim.errors import LayerSimError
 
 __all__ = ["app", "main"]
@@ -38,6 +39,7 @@ app.command("sanity-check", epilog=sanity_check.EXAMPLE, short_help=sanity_check
 app.command("pruning-study", epilog=pruning_study.EXAMPLE, short_help=pruning_study.SUMMARY)(
     pruning_study.pruning_study_command
 )
+app.add_typer(runs_app, name="runs")
 
 
 @app.callback()

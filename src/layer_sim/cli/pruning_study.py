@@ -8,6 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import CacheDir, DataDir, Device, Seeds, output_option, parse_seeds, writable_dir
+from layer_sim.cli.runs import (
+    DEFAULT_BACKEND,
+    DEFAULT_WORKERS,
+    BackendOption,
+    RayAddressOption,
+    StoreOption,
+    WorkersOption,
+    store_path,
+)
 
 __all__ = ["EXAMPLE", "SUMMARY", "pruning_study_command"]
 
@@ -27,11 +36,15 @@ def pruning_study_command(
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    store: StoreOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
+    ray_address: RayAddressOption = None,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on the first N examples only (quick runs).", hidden=True)] = None,
 ) -> None:
     """Train LeNet-5 on MNIST with the original layer_sim's recipe, prune it by IMP with learning-rate rewinding, and compare every layer of each pruned network with its complete network (linear CKA, NBS if available, mean CCA after SVD to 99 %, PWCCA), beside the similarity of two complete networks from different seeds.
 
-    Networks are cached and training resumes after an interruption; a second run trains nothing.
+    The study is a sweep of units (one IMP chain per seed, then one comparison per pair of networks) recorded in a results store: a rerun skips finished units, networks are cached and an interrupted training resumes from its last epoch, so a second run computes nothing.
     """
     seed_list = parse_seeds(seeds)
     writable_dir(output)
@@ -39,14 +52,16 @@ def pruning_study_command(
 
     from layer_sim.experiments.pruning import PruningStudySpec, pruning_study
     from layer_sim.report.pruning import write_pruning_study
+    from layer_sim.runs import make_executor
 
     if epochs is None:
         epochs = 15 if full else 5
     spec = PruningStudySpec(seeds=tuple(seed_list), epochs=epochs, iterations=iterations, rate=rate,
                             examples=examples, cca_layout=cca_layout, limit_train=limit_train)  # fmt: skip
     console = Console()
-    result = pruning_study(spec, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=None,
-                           log=console.print)  # fmt: skip
+    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+    result = pruning_study(spec, store=store_path(store, output), executor=executor, cache_dir=cache_dir,
+                           data_dir=data_dir, device=device, progress=None, log=console.print)  # fmt: skip
     written = write_pruning_study(result, output)
     if result.missing_measures:
         console.print(f"not computed (not in this build's registry): {', '.join(result.missing_measures)}")

@@ -9,9 +9,11 @@ complete network with the same layer of the complete network of another seed: a 
 that is as similar to its origin as two independently trained networks are to each other has
 changed as much as retraining from scratch would change it.
 
-The study is planned as units of work (:func:`plan`): one IMP chain per seed (training is cached
-and resumable, see :mod:`layer_sim.training.pruning`), then one comparison per pair of networks;
-:func:`pruning_study` runs them in order and collects a :class:`PruningStudyResult`.
+The study is planned as units of work (:func:`plan`, kinds ``pruning.imp`` and
+``pruning.compare``): one IMP chain per seed (training is cached and resumable, see
+:mod:`layer_sim.training.pruning`), then one comparison per pair of networks. :func:`pruning_study`
+runs them with :func:`~layer_sim.runs.run_sweep` into a results store and reads a
+:class:`PruningStudyResult` back from it.
 
 Layouts (see :mod:`layer_sim.representations.layouts`): CKA and NBS compare the flattened maps
 (one row per example, as the original library's linear kernels); the CCA family compares conv
@@ -29,12 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-from layer_sim import measures
+from layer_sim import measures, settings
 from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check
 from layer_sim.data.tasks import TaskSpec
-from layer_sim.errors import ConfigError, DegenerateInputError
+from layer_sim.errors import ConfigError, DegenerateInputError, LayerSimError
 from layer_sim.models import LENET5_LAYER_TYPES, LeNet5Spec
 from layer_sim.representations import OUTPUT, cca_rows_needed, extract, with_layout
+from layer_sim.runs import Unit, UnitContext, UnitResult, unit_kind
 from layer_sim.training.pruning import S1_PATTERNS, PruningSpec, imp
 from layer_sim.training.recipe import S1_RECIPE, Recipe
 from layer_sim.training.spec import NetworkSpec
@@ -49,7 +52,8 @@ __all__ = [
     "SimilarityRow",
     "PruningStudyResult",
     "plan",
-    "run_unit",
+    "imp_unit",
+    "compare_unit",
     "pruning_study",
 ]
 
@@ -267,40 +271,60 @@ class PruningStudyResult:
 # ----------------------------------------------------------------------------- units of work
 
 
-def plan(spec: PruningStudySpec) -> list[tuple[str, dict]]:
-    """The study's units of work, in an order that satisfies their dependencies: ``(kind, JSON spec)``.
+def plan(spec: PruningStudySpec, *, cache_dir=None, data_dir=None) -> list[Unit]:
+    """The study's units of work, in an order that satisfies their dependencies.
 
     ``"pruning.imp"`` (one per seed) trains or loads the complete network and its IMP chain;
-    ``"pruning.compare"`` (one per pair of networks) compares every layer under every index.
-    Each unit's spec is JSON, so the same units can be handed to a sweep driver and keyed in a
-    results store.
+    ``"pruning.compare"`` (one per pair of networks) compares every layer under every index and
+    only loads networks, so it runs after the chains (:func:`pruning_study` runs the two kinds as
+    two sweeps). The checkpoint cache and the MNIST directory are part of each unit's spec,
+    resolved to absolute paths, so that every worker process uses the same ones.
     """
     common = {"network": spec.network.to_dict(), "pruning": spec.pruning.to_dict(), "examples": spec.examples,
-              "measures": list(spec.measures), "cca_layout": spec.cca_layout}  # fmt: skip
-    units = [("pruning.imp", {**common, "seed": s, "iterations": spec.iterations}) for s in spec.seeds]
+              "measures": list(spec.measures), "cca_layout": spec.cca_layout,
+              "cache_dir": str(settings.cache_dir(cache_dir).resolve()),
+              "data_dir": str(settings.data_dir(data_dir).resolve())}  # fmt: skip
+    units = [Unit("pruning.imp", {**common, "seed": s, "iterations": spec.iterations}) for s in spec.seeds]
     for s in spec.seeds:
         for i in range(1, spec.iterations + 1):
-            units.append(("pruning.compare", {**common, "reference": s, "other": {"seed": s, "iteration": i}}))
+            units.append(Unit("pruning.compare", {**common, "reference": s, "other": {"seed": s, "iteration": i}}))
     for a_i, a in enumerate(spec.seeds):
         for b in spec.seeds[a_i + 1 :]:
-            units.append(("pruning.compare", {**common, "reference": a, "other": {"seed": b, "iteration": 0}}))
+            units.append(Unit("pruning.compare", {**common, "reference": a, "other": {"seed": b, "iteration": 0}}))
     return units
 
 
-def run_unit(kind: str, unit: dict, *, cache_dir=None, data_dir=None, device=None, progress=None,
-             log: Callable[[str], Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run one unit of :func:`plan`; returns its records (``{"networks": [...]}`` or ``{"similarities": [...]}``)."""
+def _specs(unit: dict) -> tuple[NetworkSpec, PruningSpec, dict]:
     network = NetworkSpec.from_dict(unit["network"])
     pruning = PruningSpec(unit["pruning"]["rate"], tuple(unit["pruning"]["patterns"]))
-    where = dict(cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
-    if kind == "pruning.imp":
-        chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, log=log, **where)
-        params = [ParameterRow(unit["seed"], n.iteration, name, m.numel(), 1 - float(m.double().mean())).record()
-                  for n in chain for name, m in n.masks.items()]  # fmt: skip
-        return {"networks": [_network_row(unit["seed"], n).record() for n in chain], "parameters": params}
-    if kind == "pruning.compare":
-        return {"similarities": [r.record() for r in _compare(network, pruning, unit, where)]}
-    raise ConfigError(f"run_unit: unknown unit kind {kind!r}; kinds: pruning.imp, pruning.compare")
+    return network, pruning, {"cache_dir": unit["cache_dir"], "data_dir": unit["data_dir"]}
+
+
+@unit_kind("pruning.imp")
+def imp_unit(unit: dict, context: UnitContext) -> UnitResult:
+    """Unit ``pruning.imp``: the complete network of a seed and its IMP chain (trained or loaded).
+
+    Histories ``networks`` (one :class:`NetworkRow` per iteration) and ``parameters`` (one
+    :class:`ParameterRow` per pruned iteration and tensor); metrics ``test_accuracy/<i>`` and
+    ``sparsity/<i>``.
+    """
+    network, pruning, where = _specs(unit)
+    chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, device=context.device,
+                progress=False, **where)  # fmt: skip
+    nets = [_network_row(unit["seed"], n) for n in chain]
+    params = [ParameterRow(unit["seed"], n.iteration, name, m.numel(), 1 - float(m.double().mean())).record()
+              for n in chain for name, m in n.masks.items()]  # fmt: skip
+    metrics = {f"{k}/{r.iteration}": getattr(r, k) for r in nets for k in ("test_accuracy", "sparsity")}
+    return UnitResult(metrics=metrics, histories={"networks": [r.record() for r in nets], "parameters": params})
+
+
+@unit_kind("pruning.compare")
+def compare_unit(unit: dict, context: UnitContext) -> UnitResult:
+    """Unit ``pruning.compare``: every layer of two networks under every index; history ``similarities``."""
+    network, pruning, where = _specs(unit)
+    rows = _compare(network, pruning, unit, {**where, "device": context.device, "progress": False})
+    return UnitResult(metrics={f"{r.measure}/{r.layer}": r.value for r in rows},
+                      histories={"similarities": [r.record() for r in rows]})  # fmt: skip
 
 
 def _network_row(seed: int, net) -> NetworkRow:
@@ -361,37 +385,75 @@ def _check_cca_rows(m: StudyMeasure, layer: str, layout: str, rows: int, p: int,
 def pruning_study(
     spec: PruningStudySpec | None = None,
     *,
+    store,
+    executor=None,
     cache_dir=None,
     data_dir=None,
     device=None,
     progress: bool | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> PruningStudyResult:
-    """Run every unit of :func:`plan` for ``spec`` (default :class:`PruningStudySpec`) and collect the result.
+    """Run the units of :func:`plan` for ``spec`` (default :class:`PruningStudySpec`) into ``store``; collect the result.
 
-    Networks are cached (and interrupted training resumes) in ``cache_dir``; a second run with
-    the same spec trains nothing. Wall-clock and process CPU seconds are measured.
+    Two sweeps of :func:`~layer_sim.runs.run_sweep`: the IMP chains (one unit per seed), then the
+    comparisons, each on ``executor`` (default: in this process; a pool trains the seeds' chains
+    side by side). Units already done in ``store`` (a path or an open writable
+    :class:`~layer_sim.store.Store`) are skipped, networks are cached in ``cache_dir`` and an
+    interrupted training resumes from its last epoch, so rerunning after a crash or ``kill -9``
+    loses nothing. The result is read back from the store. ``seconds`` and ``cpu_seconds`` are
+    this call's wall-clock and process CPU time (pool workers' time is in the store's ``seconds``).
+
+    Raises
+    ------
+    LayerSimError
+        A unit failed every attempt; the message gives the first error, the store keeps all.
     """
+    from layer_sim.runs import run_sweep
+
     spec = PruningStudySpec() if spec is None else spec
     if not isinstance(spec, PruningStudySpec):
         raise ConfigError(f"pruning_study: spec must be a PruningStudySpec, got {type(spec).__name__}")
     say = log if log is not None else (lambda _msg: None)
     missing = tuple(k for k in MEASURES if k not in spec.measures)
+    device = "cpu" if device is None else str(device)
     t0, c0 = time.perf_counter(), time.process_time()
-    networks, parameters, similarities = [], [], []
-    for kind, unit in plan(spec):
-        t = time.perf_counter()
-        out = run_unit(kind, unit, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress,
-                       log=say)  # fmt: skip
-        if kind == "pruning.imp":
-            networks += [NetworkRow(**r) for r in out["networks"]]
-            parameters += [ParameterRow(**r) for r in out["parameters"]]
-        else:
-            similarities += [SimilarityRow(**r) for r in out["similarities"]]
-            other = unit["other"]
-            say(f"compared seed {unit['reference']} with seed {other['seed']} iteration {other['iteration']} "
-                f"({time.perf_counter() - t:.1f} s)")  # fmt: skip
+    units = plan(spec, cache_dir=cache_dir, data_dir=data_dir)
+    chains = [u for u in units if u.kind == "pruning.imp"]
+    pairs = [u for u in units if u.kind == "pruning.compare"]
+    for stage, batch in (("IMP chains", chains), ("comparisons", pairs)):
+        summary = run_sweep(batch, store, executor, device=device, progress=progress, log=say)
+        if summary.failed or summary.not_run:
+            key, error = next(iter(summary.failures.items()), ("?", "interrupted"))
+            raise LayerSimError(f"pruning_study: {summary.failed + summary.not_run} of the {stage} did not finish "
+                                f"(unit {key[:12]}: {error}); the store keeps every error")  # fmt: skip
+        if stage == "IMP chains":
+            for r in _read(store, chains, "networks", NetworkRow):
+                how = "reused" if r.reused else f"trained in {r.train_seconds:.0f} s"
+                say(f"seed {r.seed} iteration {r.iteration}: sparsity {r.sparsity:.4f}, "
+                    f"test accuracy {100 * r.test_accuracy:.2f}% ({how})")  # fmt: skip
+    networks = _read(store, chains, "networks", NetworkRow)
+    parameters = _read(store, chains, "parameters", ParameterRow)
+    similarities = _read(store, pairs, "similarities", SimilarityRow)
     layers = tuple(dict.fromkeys(r.layer for r in similarities))
     return PruningStudyResult(spec, layers, tuple(networks), tuple(parameters), tuple(similarities),
                               time.perf_counter() - t0, time.process_time() - c0, missing)  # fmt: skip
 
+
+_CAST = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _read(store, units: list[Unit], name: str, cls) -> list:
+    """The rows of history ``name`` of each unit, in the units' order, as ``cls`` (Python types restored)."""
+    from layer_sim.store import Store
+
+    types = {f.name: _CAST[f.type] for f in dataclasses.fields(cls)}
+    out = []
+    opened = store if isinstance(store, Store) else Store(store)
+    try:
+        for u in units:
+            for rec in opened.history(u.key, name).to_dict("records"):
+                out.append(cls(**{k: types[k](v) for k, v in rec.items() if k in types}))
+    finally:
+        if opened is not store:
+            opened.close()
+    return out

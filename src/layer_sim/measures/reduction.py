@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from layer_sim.errors import DegenerateInputError
-from layer_sim.measures._cca import _check_variance, _prepare_basis, _svcca_keep
+from layer_sim._options import check
+from layer_sim.measures._cca import VARIANCE, _svcca_keep
+from layer_sim.measures._features import CONSTANT, centred, degenerate_error, ldexp
+from layer_sim.measures._linalg import svd_state
 from layer_sim.measures._validation import as_matrix
 
 __all__ = ["svd_reduction"]
@@ -43,7 +45,9 @@ def svd_reduction(x, *, variance: float = 0.99):
     Raises
     ------
     InputError
-        NaN/Inf, fewer than 2 examples, or ``variance`` outside (0, 1].
+        NaN/Inf or fewer than 2 examples.
+    ConfigError
+        ``variance`` outside (0, 1].
     DegenerateInputError
         ``x`` is constant (no variance to keep).
 
@@ -66,11 +70,13 @@ def svd_reduction(x, *, variance: float = 0.99):
     >>> svd_reduction(x, variance=0.99).shape
     (200, 2)
     """
-    variance = _check_variance(variance, "svd_reduction")
+    variance = check("svd_reduction", "variance", VARIANCE, variance)
     X = as_matrix(x, fn="svd_reduction")
-    state = _prepare_basis(X)
+    c = centred(X)  # SVCCA's preparation: the same scaling, centring and constant test
+    state = svd_state(c.xc, x_norm=c.x_norm, n=X.shape[0], constant=c.constant)
     if state.degenerate is not None:
-        raise DegenerateInputError(f"svd_reduction: x {state.degenerate}; there is no variance to keep")
+        raise degenerate_error("svd_reduction", "x", CONSTANT)
     kept = state.truncate(_svcca_keep(state.s, variance))
-    out = kept.u * kept.s
+    # centred() may have scaled by an exact power of two (far out-of-range magnitudes): undo it.
+    out = ldexp(kept.u * kept.s, -c.exponent)
     return out if isinstance(x, torch.Tensor) else out.detach().cpu().numpy()
