@@ -27,6 +27,7 @@ from layer_sim.measures._nbs import gram_nbs, nbs
 from layer_sim.measures.gradient import gradient_cka, gradient_nbs, gram_gradient
 from layer_sim.measures.sketch import count_sketch
 from layer_sim.measures.loss import cka_loss
+from layer_sim.measures.reduction import svd_reduction
 
 __all__ = [
     "linear_cka_matrix",
@@ -42,6 +43,7 @@ __all__ = [
     "cca",
     "svcca",
     "pwcca",
+    "svd_reduction",
     "linear_regression",
     "procrustes",
     "StreamingCCA",
