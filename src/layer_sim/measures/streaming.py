@@ -89,9 +89,9 @@ class StreamingLinearCKA:
     def n(self) -> int:
         return 0 if self._acc is None else self._acc.n
 
-    def state_numel(self) -> int:
-        """Number of float64 values held (constant in ``n``: the accumulator never stores rows)."""
-        return 0 if self._acc is None else self._acc.state_numel()
+    def state_bytes(self) -> int:
+        """Bytes of accumulated state (constant in ``n``: the accumulator never stores rows)."""
+        return 0 if self._acc is None else self._acc.state_bytes()
 
     def _layers(self, batch, side: str):
         """(names or None, list of validated (m, p) tensors) for one side of a batch."""
@@ -142,10 +142,10 @@ class StreamingLinearCKA:
             )
         elif (names_x, names_y) != (self.names_x, self.names_y) or (
             tuple(widths_x), tuple(widths_y)
-        ) != (self._acc.widths_x, self._acc.widths_y):
+        ) != (self._acc.x.widths, self._acc.y.widths):
             raise InputError(
                 f"{self._fn}.update: batch layers/widths changed: first batch had "
-                f"x widths {list(self._acc.widths_x)}, y widths {list(self._acc.widths_y)}"
+                f"x widths {list(self._acc.x.widths)}, y widths {list(self._acc.y.widths)}"
                 f"{_names_note(self.names_x, self.names_y)}; this batch has x widths {widths_x}, "
                 f"y widths {widths_y}{_names_note(names_x, names_y)}"
             )
