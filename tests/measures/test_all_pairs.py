@@ -43,7 +43,7 @@ def test_matrix_equals_per_pair_loop(n, widths):
 
 
 def test_chunked_merge_with_large_offset(monkeypatch):
-    # Tiny chunks force many Chan merges; a +1e4 common offset would wreck raw sums.
+    # Tiny chunks add many GEMMs into one state; a +1e4 common offset would wreck raw (unshifted) sums.
     monkeypatch.setattr(all_pairs, "_CHUNK_BYTES", 8 * 64 * 37)
     xs = relu_layers(500, (20, 16, 12), 2, offset=1e4)
     ys = relu_layers(500, (20, 9, 30), 3, offset=-3e4)
