@@ -103,6 +103,8 @@ def test_the_tables_show_the_store_s_networks_and_similarities(store):
     texts = " ".join(b.text for b in sec.blocks if isinstance(b, Text))
     assert "seeds 0, 1, 1 epochs per training" in texts and "first 300 MNIST test images" in texts
     assert "features.1 as 172800 x 6" in texts  # 300 images x 24 x 24 positions, 6 channels
+    assert "classifier.1 as" not in texts  # dense layers are one row per image under any layout
+    assert "by linear CKA; NBS; mean CCA, SVD 99 %; PWCCA;" in texts
     assert "Seeds: 0, 1." in texts  # provenance
 
 

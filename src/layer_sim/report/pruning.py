@@ -151,10 +151,12 @@ def _report_section(result: PruningStudyResult, record: ExperimentRecord):
     spec = result.spec
     complete = [100 * n.test_accuracy for n in result.networks if n.iteration == 0]
     last = [n for n in result.networks if n.iteration == spec.iterations]
-    labels = ", ".join(MEASURES[k].label for k in spec.measures)
+    labels = "; ".join(MEASURES[k].label for k in spec.measures)  # a label may hold a comma
     work = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.unit_seconds.items())
-    layouts = sorted({(r.layer, r.layout, r.rows, r.features) for r in result.similarities
-                      if r.layout != "flatten" and r.comparison == "noise_floor"})  # fmt: skip
+    # The conv layers only: a dense layer has one row per example under every layout.
+    shapes = {r.layer: (r.rows, r.features) for r in result.similarities
+              if r.layout != "flatten" and r.comparison == "noise_floor" and r.rows != spec.examples}  # fmt: skip
+    layouts = [(layer, *shapes[layer]) for layer in result.layers if layer in shapes]
     blocks = [
         Text(f"LeNet-5 on MNIST from seeds {', '.join(map(str, spec.seeds))}, {spec.epochs} epochs per training, then "
              f"{spec.iterations} iterations of IMP with learning-rate rewinding at rate {spec.rate:g} (the "
@@ -164,8 +166,9 @@ def _report_section(result: PruningStudyResult, record: ExperimentRecord):
              f"networks' test accuracy: {', '.join(f'{a:.2f}%' for a in complete)}; at sparsity "
              f"{_mean([n.sparsity for n in last]):.4f}: {', '.join(f'{100 * n.test_accuracy:.2f}%' for n in last)}."),
         Text("CKA and NBS read flattened maps; the CCA family reads conv layers in the "
-             f"'{spec.cca_layout}' layout" + (": " + "; ".join(f"{layer} as {rows} x {features}" for layer, _, rows,
-                                                                features in layouts) if layouts else "") + "."),
+             f"'{spec.cca_layout}' layout" + (": " + "; ".join(f"{layer} as {rows} x {features}"
+                                                                for layer, rows, features in layouts)
+                                                      if layouts else "") + "."),
         Table([n.record() for n in result.networks], columns=SPARSITY_COLUMNS, digits=4,
               caption="Networks (iteration 0: complete): share of prunable weights pruned, MNIST test accuracy"),
         figure_block(accuracy_figure(result), name="accuracy-vs-sparsity", dpi=90,
