@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
-from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
+from layer_sim.errors import ConfigError, UnitsFailedError, UnknownNameError
 from layer_sim.experiments import pruning as study
 from layer_sim.experiments.pruning import PruningStudySpec, plan, pruning_study, study_recipe
+from layer_sim.experiments.seeds import SEEDS, SeedsSpec
 from layer_sim.report.pruning import summary_records, write_pruning_study
 from layer_sim.training.pruning import imp
 from layer_sim.training.recipe import S1_RECIPE
@@ -58,13 +59,26 @@ def test_study_recipe_keeps_the_original_shape():
     assert {study_recipe(5).lr, study_recipe(5).clip_norm, study_recipe(5).batch_size} == {0.1, 1.0, 128}
 
 
-def test_the_plan_is_one_imp_chain_per_seed_then_every_comparison(tmp_path):
-    units = plan(PruningStudySpec(seeds=(2, 0, 5), iterations=3), cache_dir=tmp_path / "c", data_dir=tmp_path / "d")
-    assert [u.kind for u in units] == ["pruning.imp"] * 3 + ["pruning.compare"] * (3 * 3 + 3)
-    assert [u.spec["seed"] for u in units[:3]] == [0, 2, 5]  # sorted
-    pairs = [(u.spec["reference"], u.spec["other"]["seed"], u.spec["other"]["iteration"]) for u in units[3:]]
-    assert pairs[:3] == [(0, 0, 1), (0, 0, 2), (0, 0, 3)] and pairs[-3:] == [(0, 2, 0), (0, 5, 0), (2, 5, 0)]
-    assert len({u.key for u in units}) == len(units) and units[0].spec["cache_dir"] == str((tmp_path / "c").resolve())
+def test_the_plan_is_networks_then_chains_and_noise_floor_then_pruned_comparisons():
+    spec = PruningStudySpec(seeds=(2, 0, 5), iterations=3)
+    complete, chains, pruned = plan(spec)
+    assert [u.kind for u in complete] == ["network.train"] * 3
+    assert [u.kind for u in chains] == ["pruning.imp"] * 3 + ["pruning.compare"] * 3
+    assert [u.kind for u in pruned] == ["pruning.compare"] * 9
+    assert [u.spec["seed"] for u in complete] == [u.spec["seed"] for u in chains[:3]] == [0, 2, 5]  # sorted
+    # The complete networks are the units layer-sim train runs for the same network and seeds.
+    assert [u.key for u in complete] == [u.key for u in SEEDS.units(SeedsSpec(network=spec.network, seeds=(0, 2, 5)))]
+
+    def pair(u):
+        return u.spec["reference"], u.spec["other"]["seed"], u.spec["other"]["iteration"]
+
+    assert [pair(u) for u in chains[3:]] == [(0, 2, 0), (0, 5, 0), (2, 5, 0)]
+    assert [pair(u) for u in pruned][:3] == [(0, 0, 1), (0, 0, 2), (0, 0, 3)] and pair(pruned[-1]) == (5, 5, 3)
+    units = complete + chains + pruned
+    assert len({u.key for u in units}) == len(units)
+    # Where checkpoints and data live is the sweep's business, not part of what a unit computes.
+    assert not any("cache_dir" in u.spec or "data_dir" in u.spec for u in units)
+    assert PruningStudySpec.from_dict(spec.to_dict()) == spec
 
 
 def test_bad_specs_are_named():
@@ -163,10 +177,12 @@ def test_summary_compares_with_the_noise_floor(run):
 
 def test_cca_on_flattened_conv_maps_is_refused_not_reported(cache, tmp_path):
     spec = PruningStudySpec(**{**TINY, "cca_layout": "flatten", "measures": ("svcca",)})
-    with pytest.raises(LayerSimError, match=r"pruning_study: 5 of the comparisons did not finish .*DegenerateInputError: "
-                                            r"pruning study: "r"mean CCA, SVD 99 % on layer 'features.1' with layout 'flatten' "
-                                                   r"has 300 rows for \d+ \+ \d+ dimensions.*use cca_layout='channels' or more examples"):  # fmt: skip
-        pruning_study(spec, store=tmp_path / "s.sqlite", cache_dir=cache)
+    # The noise floor (stage 2) is the first comparison: it fails, and stage 3 is not run.
+    with pytest.raises(UnitsFailedError, match=r"pruning-study: 1 of 3 units of stage 2 failed .*DegenerateInputError: "
+                                               r"pruning study: mean CCA, SVD 99 % on layer 'features.1' with layout "
+                                               r"'flatten' has 300 rows for \d+ \+ \d+ dimensions.*use "
+                                               r"cca_layout='channels' or more examples"):  # fmt: skip
+        pruning_study(spec, store=tmp_path / "s.sqlite", cache_dir=cache, retries=0)
 
 
 def test_cli_writes_the_study(cache, tmp_path):
@@ -181,11 +197,13 @@ def test_cli_writes_the_study(cache, tmp_path):
     from layer_sim.store import Store
 
     with Store(tmp_path / "results.sqlite") as s:
-        assert s.counts()["done"] == 2 + 3  # 2 chains, 2 pruned comparisons, 1 noise floor
+        assert s.counts()["done"] == 2 + 3 + 2  # 2 networks; 2 chains, 1 noise floor; 2 pruned comparisons
+        (command,) = {tuple(c) for c in s.sweeps()["command"]}  # one per stage, all the same
+        assert command[:3] == ("layer-sim", "pruning-study", "--output") and "--limit-train" in command
     # A rerun finds every unit done and computes nothing.
     again = CliRunner().invoke(app, ["pruning-study", "-o", str(tmp_path), "--seeds", "0,1", "--epochs", "2",
                                      "--iterations", "1", "--examples", "300", "--limit-train", "600",
                                      "--cache-dir", str(cache)])  # fmt: skip
     assert again.exit_code == 0, again.output
-    assert "2 units: 0 done, 2 skipped (already done)" in again.output  # the chains
-    assert "3 units: 0 done, 3 skipped (already done)" in again.output  # the comparisons
+    assert again.output.count("2 units: 0 done, 2 skipped (already done)") == 2  # networks; pruned comparisons
+    assert "3 units: 0 done, 3 skipped (already done)" in again.output  # chains and noise floor

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import CacheDir, DataDir, Device, Seeds, output_option, parse_seeds, writable_dir
 from layer_sim.cli._shared import (
     DEFAULT_BACKEND,
     DEFAULT_WORKERS,
     BackendOption,
+    CacheDir,
+    DataDir,
+    Device,
     RayAddressOption,
+    Seeds,
     StoreOption,
     WorkersOption,
+    command_line,
+    output_option,
+    parse_seeds,
     store_path,
+    writable_dir,
 )
 
 __all__ = ["EXAMPLE", "SUMMARY", "pruning_study_command"]
@@ -25,6 +34,7 @@ EXAMPLE = "Example: layer-sim pruning-study --output results/pruning"
 
 
 def pruning_study_command(
+    ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for sparsity.csv, similarity.csv, summary.md and the figures.")],
     full: Annotated[bool, typer.Option("--full", help="The original recipe: 15 epochs per training (default 5).")] = False,
     seeds: Seeds = "0-2",
@@ -42,9 +52,9 @@ def pruning_study_command(
     ray_address: RayAddressOption = None,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on the first N examples only (quick runs).", hidden=True)] = None,
 ) -> None:
-    """Train LeNet-5 on MNIST with the original layer_sim's recipe, prune it by IMP with learning-rate rewinding, and compare every layer of each pruned network with its complete network (linear CKA, NBS if available, mean CCA after SVD to 99 %, PWCCA), beside the similarity of two complete networks from different seeds.
+    """Train LeNet-5 on MNIST with the original layer_sim's recipe, prune it by IMP with learning-rate rewinding, and compare every layer of each pruned network with its complete network (linear CKA, NBS, mean CCA after SVD to 99 %, PWCCA), beside the similarity of two complete networks from different seeds.
 
-    The study is a sweep of units (one IMP chain per seed, then one comparison per pair of networks) recorded in a results store: a rerun skips finished units, networks are cached and an interrupted training resumes from its last epoch, so a second run computes nothing.
+    The study is an experiment of units recorded in a results store (the complete networks; one IMP chain per seed and the noise floor; one comparison per pruned network): a rerun skips finished units, networks are cached and an interrupted training resumes from its last epoch, so a second run computes nothing. layer-sim report --store shows it with every other experiment of the store.
     """
     seed_list = parse_seeds(seeds)
     writable_dir(output)
@@ -60,10 +70,20 @@ def pruning_study_command(
                             examples=examples, cca_layout=cca_layout, limit_train=limit_train)  # fmt: skip
     console = Console()
     executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    result = pruning_study(spec, store=store_path(store, output), executor=executor, cache_dir=cache_dir,
+    path = store_path(store, output)
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    result = pruning_study(spec, store=path, executor=executor, command=command_line(ctx), cache_dir=cache_dir,
                            data_dir=data_dir, device=device, progress=None, log=console.print)  # fmt: skip
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     written = write_pruning_study(result, output)
-    if result.missing_measures:
-        console.print(f"not computed (not in this build's registry): {', '.join(result.missing_measures)}")
-    console.print(f"time: {result.seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU")
-    console.print(f"wrote {len(written)} files under {output}")
+    work = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.unit_seconds.items())
+    console.print(f"time: {wall:.0f} s wall, {cpu:.0f} s CPU (this command and its local workers); "
+                  f"recorded work of the units: {work}")  # fmt: skip
+    console.print(f"wrote {len(written)} files under {output}; results store {path}")
+
+
+def _cpu_seconds() -> float:
+    # User + system time of this process and of its finished children (a local pool's workers
+    # are waited for when the executor closes); Ray's workers are not children.
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

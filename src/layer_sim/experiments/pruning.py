@@ -9,11 +9,18 @@ complete network with the same layer of the complete network of another seed: a 
 that is as similar to its origin as two independently trained networks are to each other has
 changed as much as retraining from scratch would change it.
 
-The study is planned as units of work (:func:`plan`, kinds ``pruning.imp`` and
-``pruning.compare``): one IMP chain per seed (training is cached and resumable, see
-:mod:`layer_sim.training.pruning`), then one comparison per pair of networks. :func:`pruning_study`
-runs them with :func:`~layer_sim.runs.run_sweep` into a results store and reads a
-:class:`PruningStudyResult` back from it.
+The study is a registered experiment (:data:`PRUNING_STUDY`, name ``"pruning-study"``, run by
+:func:`~layer_sim.experiments.run_experiment`) in three stages of units:
+
+1. the complete networks, one ``network.train`` unit per seed
+   (:func:`~layer_sim.experiments.networks.network_unit`: the unit ``layer-sim train`` runs for
+   the same network and seed, with the same checkpoint cache);
+2. one ``pruning.imp`` unit per seed (its IMP chain; training is cached and resumable, see
+   :mod:`layer_sim.training.pruning`) and the noise-floor comparisons, which need only stage 1;
+3. the pruned-vs-complete comparisons, one ``pruning.compare`` unit per pruned network.
+
+:func:`collect` reads the :class:`PruningStudyResult` back from the store; :func:`pruning_study`
+does both.
 
 Layouts (see :mod:`layer_sim.representations.layouts`): CKA and NBS compare the flattened maps
 (one row per example, as the original library's linear kernels); the CCA family compares conv
@@ -25,24 +32,30 @@ canonical correlation would then be 1.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-
-from layer_sim import measures, settings
+from layer_sim import measures
 from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check
 from layer_sim.data.tasks import TaskSpec
-from layer_sim.errors import ConfigError, DegenerateInputError, LayerSimError
+from layer_sim.errors import ConfigError, DegenerateInputError
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.networks import load_network, network_unit
 from layer_sim.models import LENET5_LAYER_TYPES, LeNet5Spec
 from layer_sim.representations import OUTPUT, cca_rows_needed, extract, with_layout
-from layer_sim.runs import Unit, UnitContext, UnitResult, unit_kind
+from layer_sim.runs import Executor, Unit, UnitContext, UnitResult, unit_kind
+from layer_sim.store import Store
 from layer_sim.training.pruning import S1_PATTERNS, PruningSpec, imp
 from layer_sim.training.recipe import S1_RECIPE, Recipe
 from layer_sim.training.spec import NetworkSpec
 
 __all__ = [
+    "NAME",
+    "IMP_KIND",
+    "COMPARE_KIND",
     "MEASURES",
     "StudyMeasure",
     "PruningStudySpec",
@@ -54,8 +67,15 @@ __all__ = [
     "plan",
     "imp_unit",
     "compare_unit",
+    "collect",
+    "PRUNING_STUDY",
     "pruning_study",
 ]
+
+#: Registered name of the experiment (the store's ``experiments`` table, the report section).
+NAME = "pruning-study"
+#: Unit kinds: one seed's IMP chain; every layer of two networks under every index.
+IMP_KIND, COMPARE_KIND = "pruning.imp", "pruning.compare"
 
 
 @dataclass(frozen=True)
@@ -120,13 +140,20 @@ class PruningStudySpec:
         Which parameters are pruned (:data:`~layer_sim.training.pruning.S1_PATTERNS`).
     examples : int, default=2000
         MNIST test images the layers are compared on (the first ``examples`` of the test set).
-    measures : tuple of str
-        Keys of :data:`MEASURES`; None-like default: every one the registry provides
-        (:func:`default_measures`).
+    measures : tuple of str, default: every key of :data:`MEASURES`
+        The indexes, by key of :data:`MEASURES` (linear CKA, NBS, mean CCA after SVD, PWCCA).
     cca_layout : {"channels", "spatial_mean", "flatten"}, default="channels"
         How conv layers become matrices for the CCA family.
     limit_train : int or None, default=None
         Train on the first ``limit_train`` MNIST training images only (quick runs and tests).
+
+    Examples
+    --------
+    >>> spec = PruningStudySpec(seeds=(2, 0), iterations=3)
+    >>> spec.seeds, spec.measures, PruningStudySpec.from_dict(spec.to_dict()) == spec
+    ((0, 2), ('linear_cka', 'nbs', 'svcca', 'pwcca'), True)
+    >>> [[u.kind for u in stage] for stage in plan(PruningStudySpec(seeds=(0, 1), iterations=1))]
+    [['network.train', 'network.train'], ['pruning.imp', 'pruning.imp', 'pruning.compare'], ['pruning.compare', 'pruning.compare']]
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -135,7 +162,7 @@ class PruningStudySpec:
     rate: float = 0.5
     patterns: tuple[str, ...] = S1_PATTERNS
     examples: int = 2000
-    measures: tuple[str, ...] = ()
+    measures: tuple[str, ...] = tuple(MEASURES)
     cca_layout: str = "channels"
     limit_train: int | None = None
 
@@ -153,13 +180,13 @@ class PruningStudySpec:
         object.__setattr__(self, "examples", check(where, "examples", Int(2, 10_000), self.examples))
         object.__setattr__(self, "cca_layout", Choice(*CCA_LAYOUTS).check(f"{where}: cca_layout", self.cca_layout))
         object.__setattr__(self, "limit_train", check(where, "limit_train", Maybe(Int(1)), self.limit_train))
-        chosen = tuple(self.measures) or default_measures()
-        for key in chosen:
-            Choice(*MEASURES).check(f"{where}: measures", key)
-            if MEASURES[key].name not in measures.available():
-                raise ConfigError(f"{where}: measure {key!r} ({MEASURES[key].name}) is not in this build's registry")
+        if isinstance(self.measures, (str, bytes)) or not isinstance(self.measures, (list, tuple)) or not self.measures:
+            raise ConfigError(f"{where}: measures must be a non-empty sequence of keys of MEASURES, got {self.measures!r}")
+        chosen = tuple(Choice(*MEASURES).check(f"{where}: measures", key) for key in self.measures)
+        if len(set(chosen)) != len(chosen):
+            raise ConfigError(f"{where}: measures must be distinct, got {list(chosen)}")
         object.__setattr__(self, "measures", chosen)
-        PruningSpec(self.rate, self.patterns)  # checks the patterns
+        object.__setattr__(self, "patterns", PruningSpec(self.rate, self.patterns).patterns)  # checked there
 
     @classmethod
     def full(cls, **changes) -> PruningStudySpec:
@@ -176,12 +203,13 @@ class PruningStudySpec:
         return PruningSpec(self.rate, self.patterns)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, tuples as lists."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
 
-
-def default_measures() -> tuple[str, ...]:
-    """Every key of :data:`MEASURES` whose index this build registers (NBS may be missing)."""
-    return tuple(k for k, m in MEASURES.items() if m.name in measures.available())
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PruningStudySpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
 # ----------------------------------------------------------------------------- results
@@ -189,7 +217,11 @@ def default_measures() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class NetworkRow:
-    """One network of the study: ``iteration`` 0 is a complete network."""
+    """One network of the study: ``iteration`` 0 is a complete network.
+
+    ``train_seconds`` is its training's wall time as recorded when it was trained; ``reused``
+    says whether its unit found it in the checkpoint cache.
+    """
 
     seed: int
     iteration: int
@@ -246,16 +278,20 @@ class SimilarityRow:
 
 @dataclass(frozen=True)
 class PruningStudyResult:
-    """Everything :func:`pruning_study` computed (data only; ``layer_sim.report.pruning`` writes it)."""
+    """Everything the study computed, as :func:`collect` reads it from a store (data only; ``layer_sim.report.pruning`` writes it).
+
+    ``networks``: per seed, the complete network then each IMP iteration; ``parameters``: per
+    pruned network and prunable tensor; ``similarities``: in the order of :func:`plan`'s
+    comparison units (noise floor first). ``unit_seconds``: wall time of each stage's units,
+    summed as the store recorded them (several workers finish sooner).
+    """
 
     spec: PruningStudySpec
     layers: tuple[str, ...]
     networks: tuple[NetworkRow, ...]
     parameters: tuple[ParameterRow, ...]
     similarities: tuple[SimilarityRow, ...]
-    seconds: float
-    cpu_seconds: float
-    missing_measures: tuple[str, ...]
+    unit_seconds: Mapping[str, float]
 
     def noise_floor(self, layer: str, measure: str) -> list[float]:
         """The noise-floor values of ``layer`` under ``measure`` (one per pair of seeds)."""
@@ -268,61 +304,73 @@ class PruningStudyResult:
                 if r.comparison == "pruned" and r.layer == layer and r.measure == measure and r.iteration == iteration]  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- planning
+
+
+def plan(spec: PruningStudySpec) -> list[list[Unit]]:
+    """The three stages: complete networks; IMP chains and noise floor; pruned comparisons.
+
+    Stage 1: ``network.train`` per seed. Stage 2: ``pruning.imp`` per seed (it loads the complete
+    network from the cache) and ``pruning.compare`` for every pair of seeds (complete against
+    complete, the noise floor). Stage 3: ``pruning.compare`` for every seed and IMP iteration
+    (pruned against its complete network). Unit specs hold only what changes a result; the
+    checkpoint cache and the MNIST directory come from the sweep (``context.cache_dir``,
+    ``context.data_dir``).
+    """
+    network, pruning = spec.network.to_dict(), spec.pruning.to_dict()
+    compared = {"network": network, "pruning": pruning, "examples": spec.examples, "measures": list(spec.measures),
+                "cca_layout": spec.cca_layout}  # fmt: skip
+
+    def comparison(reference: int, seed: int, iteration: int) -> Unit:
+        return Unit(COMPARE_KIND, {**compared, "reference": reference, "other": {"seed": seed, "iteration": iteration}})
+
+    seeds = spec.seeds
+    complete = [network_unit(spec.network, s) for s in seeds]
+    chains = [Unit(IMP_KIND, {"network": network, "pruning": pruning, "seed": s, "iterations": spec.iterations})
+              for s in seeds]  # fmt: skip
+    floor = [comparison(a, b, 0) for k, a in enumerate(seeds) for b in seeds[k + 1 :]]
+    pruned = [comparison(s, s, i) for s in seeds for i in range(1, spec.iterations + 1)]
+    return [complete, chains + floor, pruned]
+
+
 # ----------------------------------------------------------------------------- units of work
 
 
-def plan(spec: PruningStudySpec, *, cache_dir=None, data_dir=None) -> list[Unit]:
-    """The study's units of work, in an order that satisfies their dependencies.
-
-    ``"pruning.imp"`` (one per seed) trains or loads the complete network and its IMP chain;
-    ``"pruning.compare"`` (one per pair of networks) compares every layer under every index and
-    only loads networks, so it runs after the chains (:func:`pruning_study` runs the two kinds as
-    two sweeps). The checkpoint cache and the MNIST directory are part of each unit's spec,
-    resolved to absolute paths, so that every worker process uses the same ones.
-    """
-    common = {"network": spec.network.to_dict(), "pruning": spec.pruning.to_dict(), "examples": spec.examples,
-              "measures": list(spec.measures), "cca_layout": spec.cca_layout,
-              "cache_dir": str(settings.cache_dir(cache_dir).resolve()),
-              "data_dir": str(settings.data_dir(data_dir).resolve())}  # fmt: skip
-    units = [Unit("pruning.imp", {**common, "seed": s, "iterations": spec.iterations}) for s in spec.seeds]
-    for s in spec.seeds:
-        for i in range(1, spec.iterations + 1):
-            units.append(Unit("pruning.compare", {**common, "reference": s, "other": {"seed": s, "iteration": i}}))
-    for a_i, a in enumerate(spec.seeds):
-        for b in spec.seeds[a_i + 1 :]:
-            units.append(Unit("pruning.compare", {**common, "reference": a, "other": {"seed": b, "iteration": 0}}))
-    return units
+def _pruning(unit: dict) -> PruningSpec:
+    return PruningSpec(unit["pruning"]["rate"], tuple(unit["pruning"]["patterns"]))
 
 
-def _specs(unit: dict) -> tuple[NetworkSpec, PruningSpec, dict]:
-    network = NetworkSpec.from_dict(unit["network"])
-    pruning = PruningSpec(unit["pruning"]["rate"], tuple(unit["pruning"]["patterns"]))
-    return network, pruning, {"cache_dir": unit["cache_dir"], "data_dir": unit["data_dir"]}
+def _chain(unit: dict, seed: int, iterations: int, context: UnitContext):
+    return imp(NetworkSpec.from_dict(unit["network"]), seed, iterations=iterations, pruning=_pruning(unit),
+               cache_dir=context.cache_dir, data_dir=context.data_dir, device=context.device, progress=False)  # fmt: skip
 
 
-@unit_kind("pruning.imp")
+@unit_kind(IMP_KIND)
 def imp_unit(unit: dict, context: UnitContext) -> UnitResult:
-    """Unit ``pruning.imp``: the complete network of a seed and its IMP chain (trained or loaded).
+    """Unit ``pruning.imp``: one seed's IMP chain (trained, or loaded from the checkpoint cache).
 
-    Histories ``networks`` (one :class:`NetworkRow` per iteration) and ``parameters`` (one
-    :class:`ParameterRow` per pruned iteration and tensor); metrics ``test_accuracy/<i>`` and
-    ``sparsity/<i>``.
+    Histories ``networks`` (one :class:`NetworkRow` per pruned iteration; the complete network
+    is stage 1's) and ``parameters`` (one :class:`ParameterRow` per pruned iteration and tensor);
+    metrics ``prunable``, and ``test_accuracy/<i>`` and ``sparsity/<i>`` per iteration *i* >= 1.
     """
-    network, pruning, where = _specs(unit)
-    chain = imp(network, unit["seed"], iterations=unit["iterations"], pruning=pruning, device=context.device,
-                progress=False, **where)  # fmt: skip
-    nets = [_network_row(unit["seed"], n) for n in chain]
+    chain = _chain(unit, unit["seed"], unit["iterations"], context)
+    nets = [_network_row(unit["seed"], n) for n in chain[1:]]
     params = [ParameterRow(unit["seed"], n.iteration, name, m.numel(), 1 - float(m.double().mean())).record()
-              for n in chain for name, m in n.masks.items()]  # fmt: skip
+              for n in chain[1:] for name, m in n.masks.items()]  # fmt: skip
     metrics = {f"{k}/{r.iteration}": getattr(r, k) for r in nets for k in ("test_accuracy", "sparsity")}
-    return UnitResult(metrics=metrics, histories={"networks": [r.record() for r in nets], "parameters": params})
+    return UnitResult(metrics={"prunable": float(chain[0].meta["prunable"]), **metrics},
+                      histories={"networks": [r.record() for r in nets], "parameters": params})  # fmt: skip
 
 
-@unit_kind("pruning.compare")
+@unit_kind(COMPARE_KIND)
 def compare_unit(unit: dict, context: UnitContext) -> UnitResult:
-    """Unit ``pruning.compare``: every layer of two networks under every index; history ``similarities``."""
-    network, pruning, where = _specs(unit)
-    rows = _compare(network, pruning, unit, {**where, "device": context.device, "progress": False})
+    """Unit ``pruning.compare``: every layer of two networks under every index; history ``similarities``.
+
+    The reference is the complete network of seed ``unit["reference"]``; the other is iteration
+    ``unit["other"]["iteration"]`` of seed ``unit["other"]["seed"]`` (0: a complete network).
+    Metrics ``<measure>/<layer>``.
+    """
+    rows = _compare(unit, context)
     return UnitResult(metrics={f"{r.measure}/{r.layer}": r.value for r in rows},
                       histories={"similarities": [r.record() for r in rows]})  # fmt: skip
 
@@ -341,17 +389,15 @@ def _probe(examples: int, data_dir):
     return load_mnist("test", data_dir)[0][:examples]
 
 
-def _chain(network, pruning, seed, iterations, where):
-    return imp(network, seed, iterations=iterations, pruning=pruning, **where)
-
-
-def _compare(network: NetworkSpec, pruning: PruningSpec, unit: dict, where: dict) -> list[SimilarityRow]:
+def _compare(unit: dict, context: UnitContext) -> list[SimilarityRow]:
     ref_seed, other = unit["reference"], unit["other"]
-    ref = _chain(network, pruning, ref_seed, 0, where)[0]
-    target = _chain(network, pruning, other["seed"], other["iteration"], where)[-1]
-    x = _probe(unit["examples"], where["data_dir"])
+    network = NetworkSpec.from_dict(unit["network"])
+    ref = load_network(network, ref_seed, context)
+    target = _chain(unit, other["seed"], other["iteration"], context)[-1]
+    sparsity = float(target.meta["sparsity"])
+    x = _probe(unit["examples"], context.data_dir)
     layers = [*LENET5_LAYER_TYPES, OUTPUT]
-    reps = [extract(m.model, x, layers=layers, device=where["device"]) for m in (ref, target)]
+    reps = [extract(m.model, x, layers=layers, device=context.device) for m in (ref, target)]
     comparison = "pruned" if other["iteration"] > 0 else "noise_floor"
     rows = []
     for key in unit["measures"]:
@@ -365,9 +411,8 @@ def _compare(network: NetworkSpec, pruning: PruningSpec, unit: dict, where: dict
             if m.cca_family:
                 _check_cca_rows(m, layer, layout, int(xa.shape[0]), pa.rank, pb.rank)
             value = float(index.score(pa, pb))
-            rows.append(SimilarityRow(comparison, ref_seed, other["seed"], other["iteration"],
-                                      float(target.meta["sparsity"]), layer, key, value, layout,
-                                      int(xa.shape[0]), int(xa.shape[1])))  # fmt: skip
+            rows.append(SimilarityRow(comparison, ref_seed, other["seed"], other["iteration"], sparsity, layer, key,
+                                      value, layout, int(xa.shape[0]), int(xa.shape[1])))  # fmt: skip
     return rows
 
 
@@ -382,78 +427,106 @@ def _check_cca_rows(m: StudyMeasure, layer: str, layout: str, rows: int, p: int,
         )
 
 
-def pruning_study(
-    spec: PruningStudySpec | None = None,
-    *,
-    store,
-    executor=None,
-    cache_dir=None,
-    data_dir=None,
-    device=None,
-    progress: bool | None = None,
-    log: Callable[[str], Any] | None = None,
-) -> PruningStudyResult:
-    """Run the units of :func:`plan` for ``spec`` (default :class:`PruningStudySpec`) into ``store``; collect the result.
-
-    Two sweeps of :func:`~layer_sim.runs.run_sweep`: the IMP chains (one unit per seed), then the
-    comparisons, each on ``executor`` (default: in this process; a pool trains the seeds' chains
-    side by side). Units already done in ``store`` (a path or an open writable
-    :class:`~layer_sim.store.Store`) are skipped, networks are cached in ``cache_dir`` and an
-    interrupted training resumes from its last epoch, so rerunning after a crash or ``kill -9``
-    loses nothing. The result is read back from the store. ``seconds`` and ``cpu_seconds`` are
-    this call's wall-clock and process CPU time (pool workers' time is in the store's ``seconds``).
-
-    Raises
-    ------
-    LayerSimError
-        A unit failed every attempt; the message gives the first error, the store keeps all.
-    """
-    from layer_sim.runs import run_sweep
-
-    spec = PruningStudySpec() if spec is None else spec
-    if not isinstance(spec, PruningStudySpec):
-        raise ConfigError(f"pruning_study: spec must be a PruningStudySpec, got {type(spec).__name__}")
-    say = log if log is not None else (lambda _msg: None)
-    missing = tuple(k for k in MEASURES if k not in spec.measures)
-    device = "cpu" if device is None else str(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    units = plan(spec, cache_dir=cache_dir, data_dir=data_dir)
-    chains = [u for u in units if u.kind == "pruning.imp"]
-    pairs = [u for u in units if u.kind == "pruning.compare"]
-    for stage, batch in (("IMP chains", chains), ("comparisons", pairs)):
-        summary = run_sweep(batch, store, executor, device=device, progress=progress, log=say)
-        if summary.failed or summary.not_run:
-            key, error = next(iter(summary.failures.items()), ("?", "interrupted"))
-            raise LayerSimError(f"pruning_study: {summary.failed + summary.not_run} of the {stage} did not finish "
-                                f"(unit {key[:12]}: {error}); the store keeps every error")  # fmt: skip
-        if stage == "IMP chains":
-            for r in _read(store, chains, "networks", NetworkRow):
-                how = "reused" if r.reused else f"trained in {r.train_seconds:.0f} s"
-                say(f"seed {r.seed} iteration {r.iteration}: sparsity {r.sparsity:.4f}, "
-                    f"test accuracy {100 * r.test_accuracy:.2f}% ({how})")  # fmt: skip
-    networks = _read(store, chains, "networks", NetworkRow)
-    parameters = _read(store, chains, "parameters", ParameterRow)
-    similarities = _read(store, pairs, "similarities", SimilarityRow)
-    layers = tuple(dict.fromkeys(r.layer for r in similarities))
-    return PruningStudyResult(spec, layers, tuple(networks), tuple(parameters), tuple(similarities),
-                              time.perf_counter() - t0, time.process_time() - c0, missing)  # fmt: skip
-
+# ----------------------------------------------------------------------------- collecting
 
 _CAST = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def _read(store, units: list[Unit], name: str, cls) -> list:
-    """The rows of history ``name`` of each unit, in the units' order, as ``cls`` (Python types restored)."""
-    from layer_sim.store import Store
-
+def _rows(store: Store, record, name: str, cls) -> list:
+    """The rows of history ``name`` of one run as ``cls`` (Python types restored)."""
     types = {f.name: _CAST[f.type] for f in dataclasses.fields(cls)}
-    out = []
-    opened = store if isinstance(store, Store) else Store(store)
-    try:
-        for u in units:
-            for rec in opened.history(u.key, name).to_dict("records"):
-                out.append(cls(**{k: types[k](v) for k, v in rec.items() if k in types}))
-    finally:
-        if opened is not store:
-            opened.close()
-    return out
+    return [cls(**{k: types[k](v) for k, v in rec.items() if k in types})
+            for rec in store.history(record.key, name).to_dict("records")]  # fmt: skip
+
+
+def collect(store: Store, spec: PruningStudySpec) -> PruningStudyResult:
+    """The :class:`PruningStudyResult` of ``spec``, read from ``store`` (never recomputed).
+
+    Raises
+    ------
+    IncompleteError
+        Some unit of :func:`plan` is not done (the message says how many, and to rerun).
+    """
+    complete_units, stage2, pruned_units = plan(spec)
+    k = len(spec.seeds)
+    with store.snapshot():
+        records = done_runs(store, complete_units + stage2 + pruned_units, what="pruning study")
+        complete, chains, compared = records[:k], records[k : 2 * k], records[2 * k :]
+        networks = []
+        for seed, net, chain in zip(spec.seeds, complete, chains):
+            networks.append(NetworkRow(seed, 0, 0.0, float(net.metrics["test_accuracy"]), 0, int(chain.metrics["prunable"]),
+                                       float(net.metrics["train_seconds"]), bool(net.metrics["reused"])))  # fmt: skip
+            networks += _rows(store, chain, "networks", NetworkRow)
+        parameters = [row for chain in chains for row in _rows(store, chain, "parameters", ParameterRow)]
+        similarities = [row for rec in compared for row in _rows(store, rec, "similarities", SimilarityRow)]
+    stages = {"complete networks": complete, "IMP chains": chains, "comparisons": compared}
+    return PruningStudyResult(spec, tuple(dict.fromkeys(r.layer for r in similarities)), tuple(networks),
+                              tuple(parameters), tuple(similarities),
+                              {name: sum(r.seconds or 0.0 for r in recs) for name, recs in stages.items()})  # fmt: skip
+
+
+#: The pruning study as a registered experiment.
+PRUNING_STUDY = register_experiment(Experiment(NAME, PruningStudySpec.from_dict, plan, collect))
+
+
+def pruning_study(
+    spec: PruningStudySpec | None = None,
+    *,
+    store: Store | str | os.PathLike,
+    executor: Executor | None = None,
+    command: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    retries: int = 1,
+    progress: bool | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> PruningStudyResult:
+    """Run the study for ``spec`` (default :class:`PruningStudySpec`) through the sweep driver into ``store``; collect it.
+
+    :func:`~layer_sim.experiments.run_experiment` runs the stages of :func:`plan` on
+    ``executor`` (default: in this process; a pool trains the seeds side by side). Units already
+    done in ``store`` are skipped, networks are cached in ``cache_dir`` and an interrupted
+    training resumes from its last epoch, so rerunning after a crash or ``kill -9`` loses
+    nothing. ``log`` gets the driver's lines, then one line per network.
+
+    Parameters
+    ----------
+    spec : PruningStudySpec or None
+        None: the defaults.
+    store : Store or path-like
+        Results store (created if missing); unit artefacts go to ``artefacts/`` beside it.
+    executor : Executor or None
+        Where units run (:func:`~layer_sim.runs.make_executor`); None: in this process.
+    command, cache_dir, data_dir, retries, progress, log
+        As in :func:`~layer_sim.experiments.run_experiment` (``cache_dir`` None:
+        ``$LAYER_SIM_CACHE``, else ``~/.cache/layer_sim/checkpoints``).
+    device : str or None
+        Where to train, extract and compare (None: CPU).
+
+    Returns
+    -------
+    PruningStudyResult
+
+    Raises
+    ------
+    UnitsFailedError
+        A stage had units that failed every attempt (the message gives the first error; the
+        store keeps all); later stages are not run.
+    """
+    from layer_sim._device import resolve_device
+
+    spec = PruningStudySpec() if spec is None else spec
+    if not isinstance(spec, PruningStudySpec):
+        raise ConfigError(f"pruning_study: spec must be a PruningStudySpec, got {type(spec).__name__}")
+    device = resolve_device("pruning_study", device)
+    run_experiment(PRUNING_STUDY, spec, store, executor, command=command, device=str(device or "cpu"),
+                   data_dir=data_dir, cache_dir=cache_dir, retries=retries, progress=progress, log=log)  # fmt: skip
+    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
+        result = collect(s, spec)
+    if log is not None:
+        for r in result.networks:
+            how = "reused" if r.reused else f"trained in {r.train_seconds:.0f} s"
+            log(f"seed {r.seed} iteration {r.iteration}: sparsity {r.sparsity:.4f}, "
+                f"test accuracy {100 * r.test_accuracy:.2f}% ({how})")  # fmt: skip
+    return result

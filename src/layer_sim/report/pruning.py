@@ -1,4 +1,5 @@
-"""The files of the pruning study: sparsity and similarity tables, a summary against the noise floor, figures."""
+"""The pruning study's views: its files (sparsity and similarity tables, a summary against the noise floor, figures)
+and its section of the report."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from layer_sim.experiments.pruning import MEASURES, PruningStudyResult
+from layer_sim.experiments.pruning import MEASURES, NAME, PruningStudyResult
 from layer_sim.report.figures import save_figure
+from layer_sim.report.sections import ExperimentRecord, Table, Text, figure_block, section
 from layer_sim.report.tables import write_table
 
-__all__ = ["SPARSITY_COLUMNS", "SIMILARITY_COLUMNS", "summary_records", "write_pruning_study",
-           "similarity_figure", "accuracy_figure"]  # fmt: skip
+__all__ = ["SPARSITY_COLUMNS", "SIMILARITY_COLUMNS", "summary_records", "summary_columns", "parameter_records",
+           "write_pruning_study", "similarity_figure", "accuracy_figure"]  # fmt: skip
 
 SPARSITY_COLUMNS = ["seed", "iteration", "sparsity", "test_accuracy", "pruned", "prunable", "train_seconds"]
 SIMILARITY_COLUMNS = ["comparison", "seed", "other_seed", "iteration", "sparsity", "layer", "measure", "value",
@@ -44,6 +46,20 @@ def summary_records(result: PruningStudyResult) -> list[dict]:
     return out
 
 
+def summary_columns(result: PruningStudyResult) -> list[str]:
+    """The leading columns of :func:`summary_records`: measure, layer, noise floor, each iteration's mean, margin."""
+    return ["measure", "layer", "noise_floor", *[f"iteration_{i}" for i in range(1, result.spec.iterations + 1)], "margin"]
+
+
+def parameter_records(result: PruningStudyResult) -> list[dict]:
+    """Per prunable tensor: its size and the share pruned at each iteration (mean over seeds)."""
+    out: dict[str, dict] = {}
+    for p in result.parameters:
+        rec = out.setdefault(p.parameter, {"parameter": p.parameter, "size": p.size})
+        rec.setdefault(f"iteration_{p.iteration}", []).append(p.sparsity)
+    return [{k: (_mean(v) if isinstance(v, list) else v) for k, v in rec.items()} for rec in out.values()]
+
+
 def write_pruning_study(result: PruningStudyResult, directory) -> list[Path]:
     """Write ``sparsity.csv``, ``parameter_sparsity.csv``, ``similarity.csv``, ``summary.md|csv|json`` and two figures.
 
@@ -62,7 +78,7 @@ def write_pruning_study(result: PruningStudyResult, directory) -> list[Path]:
     written += write_table([r.record() for r in result.similarities], out, stem="similarity",
                            columns=SIMILARITY_COLUMNS, digits=4)  # fmt: skip
     summary = summary_records(result)
-    cols = ["measure", "layer", "noise_floor", *[f"iteration_{i}" for i in range(1, result.spec.iterations + 1)], "margin"]
+    cols = summary_columns(result)
     written += write_table(summary, out, stem="summary", columns=[*cols, *[k for k in summary[0] if k not in cols]],
                            digits=3)  # fmt: skip
     written.append(save_figure(similarity_figure(result), out / "similarity_vs_sparsity.png", dpi=110))
@@ -128,3 +144,46 @@ def _left_axis(ax, left: Sequence[float]) -> None:
 
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if len(values) else float(np.nan)
+
+
+@section(NAME, title="Pruning study: IMP-pruned vs complete LeNet-5, layer by layer")
+def _report_section(result: PruningStudyResult, record: ExperimentRecord):
+    spec = result.spec
+    complete = [100 * n.test_accuracy for n in result.networks if n.iteration == 0]
+    last = [n for n in result.networks if n.iteration == spec.iterations]
+    labels = "; ".join(MEASURES[k].label for k in spec.measures)  # a label may hold a comma
+    work = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.unit_seconds.items())
+    # The conv layers only: a dense layer has one row per example under every layout.
+    shapes = {r.layer: (r.rows, r.features) for r in result.similarities
+              if r.layout != "flatten" and r.comparison == "noise_floor" and r.rows != spec.examples}  # fmt: skip
+    layouts = [(layer, *shapes[layer]) for layer in result.layers if layer in shapes]
+    blocks = [
+        Text(f"LeNet-5 on MNIST from seeds {', '.join(map(str, spec.seeds))}, {spec.epochs} epochs per training, then "
+             f"{spec.iterations} iterations of IMP with learning-rate rewinding at rate {spec.rate:g} (the "
+             f"{len(spec.patterns)} patterns {', '.join(spec.patterns)}). Every layer of each pruned network is "
+             f"compared with the same layer of its complete network on the first {spec.examples} MNIST test images "
+             f"by {labels}; the noise floor is the same layer of two complete networks of different seeds. Complete "
+             f"networks' test accuracy: {', '.join(f'{a:.2f}%' for a in complete)}; at sparsity "
+             f"{_mean([n.sparsity for n in last]):.4f}: {', '.join(f'{100 * n.test_accuracy:.2f}%' for n in last)}."),
+        Text("CKA and NBS read flattened maps; the CCA family reads conv layers in the "
+             f"'{spec.cca_layout}' layout" + (": " + "; ".join(f"{layer} as {rows} x {features}"
+                                                                for layer, rows, features in layouts)
+                                                      if layouts else "") + "."),
+        Table([n.record() for n in result.networks], columns=SPARSITY_COLUMNS, digits=4,
+              caption="Networks (iteration 0: complete): share of prunable weights pruned, MNIST test accuracy"),
+        figure_block(accuracy_figure(result), name="accuracy-vs-sparsity", dpi=90,
+                     caption="Test accuracy against the share of prunable weights left, per seed"),
+        figure_block(similarity_figure(result), name="similarity-vs-sparsity", dpi=70,
+                     caption="Per layer: similarity of each pruned network to its complete network against the share "
+                             "of weights left (solid: mean over seeds, band: min to max), and the noise floor "
+                             "(dashed, band: min to max over pairs of seeds)"),
+        Table(summary_records(result), columns=summary_columns(result), digits=3,
+              caption="Per index and layer: the noise floor (mean over pairs of seeds), each iteration's "
+                      "pruned-vs-complete value (mean over seeds), and the margin: the smallest pruned value at the "
+                      "last iteration minus the largest noise-floor value (positive: every pruned network stayed "
+                      "closer to its complete network than any two complete networks are)"),
+        Table(parameter_records(result), digits=4,
+              caption="Share pruned per prunable tensor and iteration (mean over seeds): global pruning is uneven"),
+        Text(f"Recorded work of the units: {work}."),
+    ]
+    return blocks
