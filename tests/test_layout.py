@@ -22,10 +22,11 @@ ONLY = {
 }
 #: part -> parts it must never import.
 NEVER = {
-    "training": {"measures", "representations", "analysis"},  # CKA as a loss reaches fit through a task/callback
+    "training": {"measures", "representations", "analysis", "dynamics"},  # CKA as a loss reaches fit through a task/callback
     "representations": {"measures", "analysis"},  # hooks -> tensors; knows no measure
     "analysis": {"report", "training"},
     "experiments": {"report"},  # experiments return results; views are the CLI's business
+    "dynamics": {"training", "analysis", "experiments"},  # recorders are callbacks: fit knows them by their methods
 }
 #: part -> the only other parts that may import it.
 IMPORTED_ONLY_BY = {
