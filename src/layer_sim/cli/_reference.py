@@ -25,7 +25,7 @@ END = "<!-- end of cli-reference -->"
 
 
 def render(width: int = WIDTH) -> str:
-    """``layer-sim --help`` followed by each command's ``--help``, each under its command line.
+    """``layer-sim --help`` followed by each command's ``--help`` (and each subcommand's), under its command line.
 
     Rendered exactly as ``COLUMNS=<width> layer-sim ... --help`` prints it: click reads the
     terminal width from ``COLUMNS``, so it is set (and restored) around the rendering.
@@ -36,15 +36,24 @@ def render(width: int = WIDTH) -> str:
     try:
         with click.Context(group, info_name="layer-sim", max_content_width=width) as root:
             parts = [f"$ layer-sim --help\n{group.get_help(root)}"]
-            for name, command in group.commands.items():
-                with click.Context(command, info_name=name, parent=root, max_content_width=width) as ctx:
-                    parts.append(f"$ layer-sim {name} --help\n{command.get_help(ctx)}")
+            parts += _helps(group, root, ["layer-sim"], width)
     finally:
         if saved is None:
             del os.environ["COLUMNS"]
         else:
             os.environ["COLUMNS"] = saved
     return "\n\n".join(parts) + "\n"
+
+
+def _helps(group, parent: click.Context, path: list[str], width: int) -> list[str]:
+    """The help of every command below ``group``, depth first (a command group, then its commands)."""
+    parts = []
+    for name, command in group.commands.items():
+        with click.Context(command, info_name=name, parent=parent, max_content_width=width) as ctx:
+            parts.append(f"$ {' '.join([*path, name])} --help\n{command.get_help(ctx)}")
+            if hasattr(command, "commands"):  # a command group (typer vendors its own click classes)
+                parts += _helps(command, ctx, [*path, name], width)
+    return parts
 
 
 def readme_block(text: str) -> str | None:
