@@ -1,4 +1,4 @@
-"""layer_sim benchmark suite (issue 6): prints Markdown tables for W1-W5 and the GEMM bound.
+"""layer_sim benchmark suite (issue 6): prints Markdown tables for W1-W5 and the GEMM bound, and sweeps (issue 12).
 
     python benchmarks/run.py            # full run (est. 12-18 min on 2 quiet cores; 37 min measured under load)
     python benchmarks/run.py --smoke    # tiny sizes, no peers, in-process, seconds (run by the tests)
@@ -35,7 +35,7 @@ SMOKE = {
     "w3_ns": [120], "w3_pair_ns": [160], "n4": 60, "nets4": 3, "widths4": [784, 16, 16, 10],
     "timeout": 120, "peer_timeout": 60, "in_process": True,
 }
-WORKLOADS = ("gemm", "w1", "w2", "w3", "w4", "w5")
+WORKLOADS = ("gemm", "w1", "w2", "w3", "w4", "w5", "sweep")
 CORRECT = 1e-4  # a full-data peer whose max abs error vs the float64 reference exceeds this is wrong
 
 
@@ -257,6 +257,14 @@ def run_w5(smoke: bool):
     return "### W5: ensemble training throughput\n\n" + bench_ensemble.run(smoke=smoke)
 
 
+def run_sweep_bench(smoke: bool):
+    """Sweep throughput and store overhead: ``run(smoke)`` of ``benchmarks/sweep.py``."""
+    sys.path.insert(0, str(HERE))
+    import sweep
+
+    return sweep.run(smoke=smoke)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -293,6 +301,8 @@ def main(argv=None) -> int:
             print(run_w4(cfg) + "\n", flush=True)
         if "w5" in only:
             print(run_w5(args.smoke) + "\n", flush=True)
+        if "sweep" in only:
+            print(run_sweep_bench(args.smoke) + "\n", flush=True)
     print(f"Total wall time: {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -1,7 +1,7 @@
 """Command-line interface: a thin typer layer over the library; no computation lives here.
 
 One module per command (:mod:`~layer_sim.cli.train`, :mod:`~layer_sim.cli.sanity_check`,
-:mod:`~layer_sim.cli.dynamics`),
+:mod:`~layer_sim.cli.runs`, :mod:`~layer_sim.cli.dynamics`),
 shared options in :mod:`~layer_sim.cli._shared`. :func:`main` is the console script: every
 library error (``LayerSimError``), OS error and device error is one line ``error: ...`` on
 stderr with exit status 2.
@@ -14,6 +14,7 @@ import sys
 import typer
 
 from layer_sim.cli import dynamics, sanity_check, train
+from layer_sim.cli.runs import runs_app
 from layer_sim.errors import LayerSimError
 
 __all__ = ["app", "main"]
@@ -35,6 +36,7 @@ app.command("train", epilog=train.EXAMPLE, short_help=train.SUMMARY)(train.train
 app.command("sanity-check", epilog=sanity_check.EXAMPLE, short_help=sanity_check.SUMMARY)(
     sanity_check.sanity_check_command
 )
+app.add_typer(runs_app, name="runs")
 app.add_typer(dynamics.app, name="dynamics", short_help=dynamics.SUMMARY)
 
 

@@ -16,7 +16,7 @@ import typer
 
 from layer_sim.cli import app
 
-__all__ = ["WIDTH", "START", "END", "render", "readme_block", "replace_block"]
+__all__ = ["WIDTH", "START", "END", "render", "command_paths", "readme_block", "replace_block"]
 
 #: Help is rendered as on a terminal of this many columns (``COLUMNS=100 layer-sim ... --help``).
 WIDTH = 100
@@ -25,7 +25,7 @@ END = "<!-- end of cli-reference -->"
 
 
 def render(width: int = WIDTH) -> str:
-    """``layer-sim --help`` followed by each command's ``--help`` (and each subcommand's), under its command line.
+    """``layer-sim --help`` followed by each command's ``--help`` (groups recursively), each under its command line.
 
     Rendered exactly as ``COLUMNS=<width> layer-sim ... --help`` prints it: click reads the
     terminal width from ``COLUMNS``, so it is set (and restored) around the rendering.
@@ -34,9 +34,15 @@ def render(width: int = WIDTH) -> str:
     saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = str(width)
     try:
-        with click.Context(group, info_name="layer-sim", max_content_width=width) as root:
-            parts = [f"$ layer-sim --help\n{group.get_help(root)}"]
-            parts += _helps(group, root, ["layer-sim"], width)
+        parts: list[str] = []
+
+        def walk(command: click.Command, name: str, parent: click.Context | None) -> None:
+            with click.Context(command, info_name=name, parent=parent, max_content_width=width) as ctx:
+                parts.append(f"$ {ctx.command_path} --help\n{command.get_help(ctx)}")
+                for sub_name, sub in getattr(command, "commands", {}).items():
+                    walk(sub, sub_name, ctx)
+
+        walk(group, "layer-sim", None)
     finally:
         if saved is None:
             del os.environ["COLUMNS"]
@@ -45,15 +51,17 @@ def render(width: int = WIDTH) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _helps(group, parent: click.Context, path: list[str], width: int) -> list[str]:
-    """The help of every command below ``group``, depth first (a command group, then its commands)."""
-    parts = []
-    for name, command in group.commands.items():
-        with click.Context(command, info_name=name, parent=parent, max_content_width=width) as ctx:
-            parts.append(f"$ {' '.join([*path, name])} --help\n{command.get_help(ctx)}")
-            if hasattr(command, "commands"):  # a command group (typer vendors its own click classes)
-                parts += _helps(command, ctx, [*path, name], width)
-    return parts
+def command_paths() -> list[list[str]]:
+    """Every command's words after ``layer-sim`` (``[]`` for the root), in the order of :func:`render`."""
+    paths: list[list[str]] = []
+
+    def walk(command: click.Command, words: list[str]) -> None:
+        paths.append(words)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
 
 
 def readme_block(text: str) -> str | None:
