@@ -25,7 +25,7 @@ def test_run_writes_epochs_history_finals_and_figures_then_resumes(tmp_path):
             "--snapshot-every", "1", *TINY, "--output", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "2 runs trained, 0 reused" in result.output
+    assert "2 units: 2 done, 0 skipped" in result.output
     rows = _rows(out / "epochs.csv")
     required = ["seed", "epoch", "train_loss", "train_accuracy", "test_accuracy", "batch_alignment"]
     assert all(c in rows[0] for c in required)
@@ -38,7 +38,7 @@ def test_run_writes_epochs_history_finals_and_figures_then_resumes(tmp_path):
     for name in ("final.md", "final.csv", "final.json", "curves-2-7.png"):
         assert (out / name).stat().st_size > 0, name
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "0 runs trained, 2 reused" in again.output
+    assert again.exit_code == 0 and "2 units: 0 done, 2 skipped" in again.output
 
     snap = runner.invoke(app, ["dynamics", "snapshots", str(out)])
     assert snap.exit_code == 0, snap.output
@@ -53,7 +53,8 @@ def test_sweep_over_a_small_grid(tmp_path):
     result = runner.invoke(app, ["dynamics", "sweep", "--pairs", "0-1,4-6", "--rates", "0.2:0.1,0.1:0.01",
                                  "--seeds", "0", *TINY, "--output", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "4 runs (1 epochs each)" in result.output and "4 runs trained" in result.output
+    assert "4 runs (1 epochs each)" in result.output and "4 units: 4 done" in result.output
+    assert (out / "results.sqlite").is_file()
     finals = _rows(out / "final.csv")
     assert {(f["pair"], f["lr"], f["readout_lr"]) for f in finals} == {
         ("[0 1]", "0.2", "0.1"), ("[0 1]", "0.1", "0.01"), ("[4 6]", "0.2", "0.1"), ("[4 6]", "0.1", "0.01")}
@@ -81,5 +82,6 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "the two digits of pair must differ" in line
     # Once through the installed console script, as a user sees it.
     proc = run_script("dynamics", "snapshots", tmp_path)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: snapshot_alignment: no run under"), proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: store "), proc.stderr
+    assert "results.sqlite: no such file" in proc.stderr
     assert "Traceback" not in proc.stderr

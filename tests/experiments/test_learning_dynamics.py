@@ -2,15 +2,17 @@
 in a real short run, resumable studies, snapshots against a direct computation, run specs."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from layer_sim.data import digit_pair_task
-from layer_sim.errors import ConfigError, UnknownNameError
+from layer_sim.errors import ConfigError, LayerSimError, TrainingDivergedError, UnknownNameError
 from layer_sim.experiments import learning_dynamics as ld
-from layer_sim.experiments._units import UNITS_DIR
+from layer_sim.runs import SweepInterrupted
+from layer_sim.store import Store
 from layer_sim.measures import linear_cka
 from layer_sim.training import fit
 
@@ -73,6 +75,7 @@ def _tiny_runs(seeds=(0, 1)):
 
 def test_an_interrupted_study_resumes_without_rerunning_finished_units(tmp_path, monkeypatch):
     runs = _tiny_runs(seeds=(0, 1, 2))
+    store = tmp_path / "results.sqlite"
     real = ld.run_pair
     calls = []
 
@@ -83,38 +86,58 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_units(tmp_path,
         return real(run, **kw)
 
     monkeypatch.setattr(ld, "run_pair", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ld.study(runs, tmp_path)
-    done = sorted(p.parent.name for p in (tmp_path / UNITS_DIR).glob("*/result.json"))
-    assert len(done) == 1 and len(list((tmp_path / UNITS_DIR).iterdir())) == 2  # one finished, one half-made
-    first = next((tmp_path / UNITS_DIR).glob("*/result.json"))
-    stamp = first.stat().st_mtime_ns
+    with pytest.raises(SweepInterrupted):
+        ld.study(runs, store)
+    def by_seed(column):
+        with Store(store) as db:
+            table = db.runs()
+        return dict(zip(table.spec.map(lambda s: json.loads(s)["seed"]), table[column]))
+
+    assert by_seed("status") == {0: "done", 1: "pending", 2: "pending"}
+    finished_first = by_seed("finished")[0]
     monkeypatch.setattr(ld, "run_pair", lambda run, **kw: calls.append(run.seed) or real(run, **kw))
-    result = ld.study(runs, tmp_path)
-    assert calls == [0, 1, 1, 2] and (result.done, result.skipped) == (2, 1)
-    assert first.stat().st_mtime_ns == stamp  # the finished unit was not touched
+    result = ld.study(runs, store)
+    assert calls == [0, 1, 1, 2] and (result.summary.done, result.summary.skipped) == (2, 1)
+    assert by_seed("finished")[0] == finished_first  # the finished unit was not run again
     assert [r.run.seed for r in result.records] == [0, 1, 2]
-    again = ld.study(runs, tmp_path)
-    assert (again.done, again.skipped) == (0, 3) and calls == [0, 1, 1, 2]
+    again = ld.study(runs, store)
+    assert (again.summary.done, again.summary.skipped) == (0, 3) and calls == [0, 1, 1, 2]
     # The resumed study holds what an uninterrupted one computes (same seeds: same numbers).
-    fresh = ld.study(runs, tmp_path / "fresh")
+    fresh = ld.study(runs, tmp_path / "fresh" / "results.sqlite")
 
     def numbers(study):  # everything but the wall-clock column
         return [[{k: v for k, v in row.items() if k != "seconds"} for row in r.epochs] for r in study.records]
 
     assert numbers(fresh) == numbers(result)
+    assert all(Path(r.artefacts["history"]).is_file() for r in result.records)
+
+
+def test_a_failed_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch):
+    runs = _tiny_runs(seeds=(0, 1))
+    real = ld.run_pair
+
+    def diverging(run, **kw):
+        if run.seed == 1:
+            raise TrainingDivergedError("fit: training diverged: the loss is nan at epoch 1, step 1")
+        return real(run, **kw)
+
+    monkeypatch.setattr(ld, "run_pair", diverging)
+    with pytest.raises(LayerSimError, match=r"study: 1 of 2 runs failed, e\.g\. .*training diverged"):
+        ld.study(runs, tmp_path / "results.sqlite")
+    with Store(tmp_path / "results.sqlite") as db:
+        assert sorted(db.runs().status) == ["done", "failed"]
 
 
 def test_snapshot_alignment_is_linear_cka_over_the_whole_training_subset(tmp_path):
     run = ld.PairRun(pair=(0, 1), lr=0.2, readout_lr=0.1, seed=0, epochs=2, hidden=64, limit_train=300,
                      probe_size=100, snapshot_every=1)  # fmt: skip
-    ld.study([run], tmp_path)
-    rows = ld.snapshot_alignment(tmp_path)
+    result = ld.study([run], tmp_path / "results.sqlite")
+    rows = ld.snapshot_alignment(tmp_path / "results.sqlite")
     assert sorted({r["epoch"] for r in rows}) == [0, 1, 2] and {r["layer"] for r in rows} == {"act1", "output"}
     assert set(rows[0]) == set(ld.SNAPSHOT_COLUMNS) and rows[0]["pair"] == "0-1"
     x, y = digit_pair_task(0, 1, limit_train=300).train
     target = nn.functional.one_hot(y, 2).double()
-    path = next((tmp_path / UNITS_DIR).glob("*/snapshots/epoch-00002.pt"))
+    path = result.records[0].artefacts["snapshot-00002"]
     model = ld.report_model(hidden=64, seed=0)
     model.load_state_dict(torch.load(path, weights_only=True))
     with torch.no_grad():
@@ -123,8 +146,9 @@ def test_snapshot_alignment_is_linear_cka_over_the_whole_training_subset(tmp_pat
     for r in rows:
         if r["epoch"] == 2:
             assert abs(r["value"] - expected[r["layer"]]) <= 1e-6  # float32 features, batched vs whole
-    with pytest.raises(ConfigError, match="no run under .* has snapshots"):
-        ld.snapshot_alignment(tmp_path / "empty")
+    ld.study(_tiny_runs(seeds=(0,)), tmp_path / "plain.sqlite")
+    with pytest.raises(ConfigError, match="no run in .* has snapshots"):
+        ld.snapshot_alignment(tmp_path / "plain.sqlite")
 
 
 def test_pair_run_specs_round_trip_and_are_checked():

@@ -9,6 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import DataDir, Device, Seeds, output_option, parse_seeds, writable_dir
+from layer_sim.cli.runs import (
+    DEFAULT_BACKEND,
+    DEFAULT_WORKERS,
+    BackendOption,
+    RayAddressOption,
+    StoreOption,
+    WorkersOption,
+    store_path,
+)
 from layer_sim.errors import ConfigError
 
 __all__ = ["app", "SUMMARY", "EXAMPLE"]
@@ -28,8 +37,9 @@ app = typer.Typer(name="dynamics", help=SUMMARY, no_args_is_help=True, add_compl
 def _dynamics() -> None:
     """Kernel-target alignment while MLPs learn MNIST digit pairs (the report's study, S2).
 
-    Every run of a configuration and seed is stored under OUTPUT/units/<key>/ as soon as it
-    finishes; running the same command again skips them, so an interrupted command resumes.
+    Every run of a configuration and seed is a unit stored in the results store (default
+    OUTPUT/results.sqlite) as soon as it finishes; running the same command again skips them, so
+    an interrupted command resumes.
     """
 
 
@@ -84,7 +94,7 @@ def _print_finals(console, result, title: str) -> None:
 @app.command("run", epilog=RUN_EXAMPLE)
 def run_command(
     output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, curves-<a>-<b>.png "
-                                          "and units/ (one per seed).")],
+                                          "and the results store.")],
     protocol: Protocol = "report",
     pair: Annotated[tuple[int, int], typer.Option("--pair", help="The two digits; the first is label 0.")] = (0, 1),
     lr: Annotated[float, typer.Option("--lr", help="Learning rate of the hidden layer.")] = 0.1,
@@ -97,6 +107,10 @@ def run_command(
     probe_every: ProbeEvery = None,
     device: Device = None,
     data_dir: DataDir = None,
+    store: StoreOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
+    ray_address: RayAddressOption = None,
     limit_train: LimitTrain = None,
 ) -> None:
     """Train one configuration (digit pair, learning rate, readout learning rate) from several seeds.
@@ -108,7 +122,7 @@ def run_command(
     writable_dir(output)
     from rich.console import Console
 
-    from layer_sim.experiments.learning_dynamics import DEFAULT_SWEEP_EPOCHS, PairRun, study
+    from layer_sim.experiments.learning_dynamics import DEFAULT_SWEEP_EPOCHS, PairRun
     from layer_sim.report.dynamics import write_study
 
     _set_data_dir(data_dir)
@@ -116,16 +130,17 @@ def run_command(
     runs = [PairRun(pair=pair, lr=lr, readout_lr=readout_lr, seed=s, protocol=protocol,
                     epochs=DEFAULT_SWEEP_EPOCHS if epochs is None else epochs, **fields) for s in parse_seeds(seeds)]
     console = Console()
-    result = study(runs, output, device=device, progress=None, log=console.print)
+    result = _study(runs, output, store, workers, backend, ray_address, device, console)
     written = write_study(result, output)
     _print_finals(console, result, f"MNIST [{pair[0]} {pair[1]}], protocol {protocol}: epoch {runs[0].epochs}, "
                                            f"mean ± std over {len(runs)} seeds")
-    console.print(f"{result.done} runs trained, {result.skipped} reused; wrote {len(written)} files under {output}")
+    console.print(f"wrote {len(written)} files under {output}")
 
 
 @app.command("sweep", epilog=SWEEP_EXAMPLE)
 def sweep_command(
-    output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, figures and units/.")],
+    output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, figures and the "
+                                          "results store.")],
     pairs: Annotated[str, typer.Option("--pairs", help="Digit pairs, e.g. 0-1,2-7,4-6,8-9.")] = "0-1,2-7,4-6,8-9",
     rates: Annotated[str, typer.Option("--rates", help="(learning rate : readout learning rate) pairs; default "
                                        "the report's.")] = "0.9:0.09,0.2:0.1,0.1:0.1,0.1:0.01,0.01:0.001",
@@ -140,6 +155,10 @@ def sweep_command(
     probe_every: SweepProbeEvery = None,
     device: Device = None,
     data_dir: DataDir = None,
+    store: StoreOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
+    ray_address: RayAddressOption = None,
     limit_train: LimitTrain = None,
 ) -> None:
     """The report's grid: digit pairs x (learning rate, readout learning rate) x seeds.
@@ -152,7 +171,7 @@ def sweep_command(
     writable_dir(output)
     from rich.console import Console
 
-    from layer_sim.experiments.learning_dynamics import study, sweep_runs
+    from layer_sim.experiments.learning_dynamics import sweep_runs
     from layer_sim.report.dynamics import write_study
 
     _set_data_dir(data_dir)
@@ -165,17 +184,18 @@ def sweep_command(
                       full=full, **fields)  # fmt: skip
     console = Console()
     console.print(f"{len(runs)} runs ({runs[0].epochs} epochs each) under {output}")
-    result = study(runs, output, device=device, progress=None, log=console.print)
+    result = _study(runs, output, store, workers, backend, ray_address, device, console)
     written = write_study(result, output)
     _print_finals(console, result, f"Epoch {runs[0].epochs}, mean ± std over seeds")
-    console.print(f"{result.done} runs trained, {result.skipped} reused, in {result.seconds:.0f} s; "
-                  f"wrote {len(written)} files under {output}")
+    console.print(f"wrote {len(written)} files under {output}")
 
 
 @app.command("snapshots", epilog=SNAPSHOTS_EXAMPLE)
 def snapshots_command(
     directory: Annotated[Path, typer.Argument(help="Output directory of `dynamics run` or `dynamics sweep` with "
                                               "--snapshot-every.", exists=True, file_okay=False)],
+    store: Annotated[Optional[Path], typer.Option("--store", help="Results store of those runs (default "
+                                                  "DIRECTORY/results.sqlite).")] = None,
     device: Device = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -193,9 +213,19 @@ def snapshots_command(
 
     _set_data_dir(data_dir)
     console = Console()
-    rows = snapshot_alignment(directory, device=device, progress=None, log=console.print)
+    rows = snapshot_alignment(store_path(store, directory), device=device, progress=None, log=console.print)
     written = write_snapshots(rows, directory)
     console.print(f"{len(rows)} values; wrote {', '.join(str(p) for p in written)}")
+
+
+def _study(runs, output, store, workers, backend, ray_address, device, console):
+    from layer_sim.experiments.learning_dynamics import study
+    from layer_sim.runs import make_executor
+
+    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+    # run_sweep logs each failed attempt and the summary line ("N units: d done, s skipped ...").
+    return study(runs, store_path(store, output), executor, device=device or "cpu", progress=None,
+                 log=console.print)  # fmt: skip
 
 
 def _parse_pairs(text: str) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +28,8 @@ import torch
 
 from layer_sim._io import atomic_write
 from layer_sim._options import Choice, Int, Maybe, Real, check_options
-from layer_sim.errors import ConfigError, UnknownNameError
-from layer_sim.experiments import _units
+from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
+from layer_sim.runs import Unit, UnitResult, run_sweep, unit_kind
 
 __all__ = [
     "PROTOCOLS",
@@ -350,12 +351,15 @@ DEFAULT_SWEEP_EPOCHS = 10
 FULL_EPOCHS_PROBE_EVERY = 10
 
 
-def pair_unit(spec: dict, context) -> _units.UnitOutput:
+@unit_kind(PAIR_KIND)
+def pair_unit(spec: dict, context) -> UnitResult:
     """Unit function of :data:`PAIR_KIND`: train ``PairRun.from_spec(spec)``, keep its epochs and artefacts.
 
-    Artefacts (in ``context.output_dir``): ``history.csv.gz``, the long history of every value, and
-    the snapshots ``snapshots/epoch-<k>.pt``. Metrics: the last epoch's values and the run's wall
-    times. History ``"epochs"``: the rows of :attr:`PairRunResult.epochs`.
+    Artefacts (in ``context.output_dir``): ``history``, the long history of every value
+    (``history.csv.gz``), and ``snapshot-<epoch>``, the snapshots (``snapshots/epoch-<k>.pt``).
+    Metrics: the last epoch's values and the run's wall times. History ``"epochs"``: the rows of
+    :attr:`PairRunResult.epochs`. MNIST is found through the settings (``$LAYER_SIM_DATA``), in
+    the driver's process and in any worker.
     """
     run = PairRun.from_spec(spec)
     out = Path(context.output_dir)
@@ -367,7 +371,7 @@ def pair_unit(spec: dict, context) -> _units.UnitOutput:
     metrics = {k: float(v) for k, v in result.final().items() if isinstance(v, (int, float))}
     metrics |= {"seconds": result.seconds, "recorder_seconds": result.recorder_seconds,
                 "probe_seconds": result.probe_seconds}  # fmt: skip
-    return _units.UnitOutput(metrics=metrics, histories={"epochs": list(result.epochs)}, artefacts=artefacts)
+    return UnitResult(metrics=metrics, histories={"epochs": list(result.epochs)}, artefacts=artefacts)
 
 
 def sweep_runs(*, pairs: Sequence[Sequence[int]] = REPORT_PAIRS, rates: Sequence[Sequence[float]] = REPORT_RATES,
@@ -400,7 +404,7 @@ def sweep_runs(*, pairs: Sequence[Sequence[int]] = REPORT_PAIRS, rates: Sequence
 
 @dataclass(frozen=True)
 class PairRecord:
-    """One finished :class:`PairRun` as read back from its unit: epochs rows, final metrics, artefact paths."""
+    """One finished :class:`PairRun` as read back from the store: epochs rows, final metrics, artefact paths."""
 
     run: PairRun
     key: str
@@ -411,12 +415,14 @@ class PairRecord:
 
 @dataclass(frozen=True)
 class StudyResult:
-    """Every finished run of a study, in the order asked for (data only; views in ``report.dynamics``)."""
+    """Every run of a study, in the order asked for, as stored (data only; views in ``report.dynamics``).
+
+    ``summary`` is the :class:`~layer_sim.runs.SweepSummary` of the sweep that made it (what was
+    trained now, what was already in the store).
+    """
 
     records: tuple[PairRecord, ...]
-    seconds: float
-    done: int
-    skipped: int
+    summary: Any
 
     def epoch_rows(self) -> list[dict]:
         """Every epochs row of every run, with the run's ``pair`` (``"a-b"``), ``lr``, ``readout_lr``, ``seed`` first."""
@@ -430,25 +436,48 @@ class StudyResult:
         return pd.DataFrame(self.epoch_rows())
 
 
-def study(runs: Sequence[PairRun], root, *, device=None, progress: bool | None = None,
+def study(runs: Sequence[PairRun], store, executor=None, *, device: str = "cpu", progress: bool | None = None,
           log: LogFn | None = None) -> StudyResult:  # fmt: skip
-    """Run every :class:`PairRun` not yet finished under ``root`` (resuming an interrupted study), then read all back.
+    """Run every :class:`PairRun` not yet done in the results ``store``, then read them all back.
 
-    Each run is a unit ``<root>/units/<key>/``; finished units are never run again, so the same
-    call after an interruption (Ctrl-C, a crash, ``kill -9``) only trains what is missing.
+    Each run is a unit of :data:`PAIR_KIND` for :func:`~layer_sim.runs.run_sweep`: finished runs
+    are never trained again, so the same call after an interruption (Ctrl-C, a crash,
+    ``kill -9``) trains only what is missing, and ``executor`` (e.g.
+    ``runs.make_executor(workers=2)``) spreads them over processes or a Ray cluster.
+
+    Raises
+    ------
+    LayerSimError
+        A run failed in every attempt (e.g. training diverged); the others are stored, the error
+        of each failed run is in the store, and calling again retries only those.
     """
+    from layer_sim.store import Store
+
     runs = list(runs)
     if not runs or not all(isinstance(r, PairRun) for r in runs):
         raise ConfigError("study: runs must be a non-empty list of PairRun")
-    summary = _units.run_units(PAIR_KIND, pair_unit, [r.to_spec() for r in runs], root, device=device,
-                               progress=progress, log=log)  # fmt: skip
-    found = {rec["key"]: rec for rec in _units.finished(root, PAIR_KIND)}
-    records = []
-    for run in runs:
-        rec = found[_units.unit_key(PAIR_KIND, run.to_spec())]
-        records.append(PairRecord(run, rec["key"], tuple(rec["histories"]["epochs"]), rec["metrics"],
-                                  rec["artefacts"]))  # fmt: skip
-    return StudyResult(tuple(records), summary["seconds"], summary["done"], summary["skipped"])
+    units = [Unit(PAIR_KIND, r.to_spec()) for r in runs]
+    summary = run_sweep(units, store, executor, device=device, progress=progress, log=log)
+    if summary.failed:
+        key, error = next(iter(summary.failures.items()))
+        raise LayerSimError(f"study: {summary.failed} of {summary.total} runs failed, e.g. {key[:12]}: {error}; "
+                            "the others are stored, and running again retries the failed ones")
+    path = store.path if hasattr(store, "path") else store
+    with Store(path) as db, db.snapshot():
+        metrics = db.metrics(kind=PAIR_KIND)
+        artefacts = db.artefacts()
+        records = []
+        for run, unit in zip(runs, units):
+            epochs = db.history(unit.key, "epochs").to_dict("records")
+            epochs = tuple({k: _none_if_nan(v) for k, v in row.items()} for row in epochs)
+            mine = metrics[metrics.key == unit.key]
+            records.append(PairRecord(run, unit.key, epochs, dict(zip(mine.name, mine.value)),
+                                      {k: str(v) for k, v in artefacts.get(unit.key, {}).items()}))  # fmt: skip
+    return StudyResult(tuple(records), summary)
+
+
+def _none_if_nan(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -457,11 +486,11 @@ def study(runs: Sequence[PairRun], root, *, device=None, progress: bool | None =
 SNAPSHOT_COLUMNS = ("pair", "lr", "readout_lr", "seed", "epoch", "layer", "value")
 
 
-def snapshot_alignment(root, *, device=None, progress: bool | None = None, log: LogFn | None = None) -> list[dict]:
+def snapshot_alignment(store, *, device=None, progress: bool | None = None, log: LogFn | None = None) -> list[dict]:
     """Linear CKA of every layer with the targets over the whole training subset, for every saved snapshot.
 
     S2's 2023 ``cka_calc``, with correct centring: for each snapshot of each finished run under
-    ``root`` (runs made with ``snapshot_every``), the features of every training image of the run
+    the results ``store`` (runs made with ``snapshot_every``), the features of every training image of the run
     (the pair's training split, limited as the run was) and their one-hot targets, both centred
     over the examples (column means only), accumulated exactly batch by batch
     (:class:`~layer_sim.measures.StreamingLinearCKA` through the recorder's probes).
@@ -474,15 +503,22 @@ def snapshot_alignment(root, *, device=None, progress: bool | None = None, log: 
     Raises
     ------
     ConfigError
-        No finished run under ``root`` has snapshots.
+        No finished run in ``store`` has snapshots.
     """
     from layer_sim._progress import progress_bar
     from layer_sim.data import digit_pair_task
     from layer_sim.dynamics import AlignmentRecorder
 
-    records = [rec for rec in _units.finished(root, PAIR_KIND) if any(k.startswith("snapshot-") for k in rec["artefacts"])]
+    from layer_sim.store import Store
+
+    with Store(store) as db, db.snapshot():
+        done = db.runs(kind=PAIR_KIND, status="done")
+        artefacts = db.artefacts()
+    records = [{"spec": json.loads(spec), "artefacts": {k: str(v) for k, v in artefacts.get(key, {}).items()}}
+               for key, spec in zip(done.key, done.spec)]  # fmt: skip
+    records = [rec for rec in records if any(k.startswith("snapshot-") for k in rec["artefacts"])]
     if not records:
-        raise ConfigError(f"snapshot_alignment: no run under {root} has snapshots; train with --snapshot-every K "
+        raise ConfigError(f"snapshot_alignment: no run in {store} has snapshots; train with --snapshot-every K "
                           "(snapshot_every=K)")
     total = sum(sum(k.startswith("snapshot-") for k in rec["artefacts"]) for rec in records)
     rows = []
