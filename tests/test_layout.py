@@ -41,6 +41,9 @@ RESULTS = {
     "layer_sim.analysis.comparison": ["SimilarityMatrix"],
     "layer_sim.analysis.identification": ["LayerIdentification"],
     "layer_sim.experiments.sanity": ["SanityCheckResult", "RowResult", "ArchitectureComparison"],
+    "layer_sim.experiments.learning_dynamics": ["PairRunResult", "PairRecord", "StudyResult"],
+    "layer_sim.experiments.correlations": ["CorrelationResult"],
+    "layer_sim.analysis.correlation": ["Correlation"],
 }
 VIEW_METHODS = {"plot", "save", "load", "write", "savefig", "show", "to_csv", "to_json", "to_markdown"}
 
