@@ -190,7 +190,8 @@ def correlation_unit(spec: dict, context) -> UnitResult:
     Metrics: ``loss`` (the last epoch's mean training loss, on the batches as trained, augmented
     when augmentation is on), ``test_accuracy``, ``cka_test``/``cka_train`` (last hidden layer),
     ``avg_cka_test``/``avg_cka_train`` (mean over hidden layers), ``test/<layer>``,
-    ``train/<layer>`` for every recorded layer (the output included) and ``seconds``.
+    ``train/<layer>`` for every recorded layer (the output included), ``seconds`` and ``cpu_seconds``
+    (CPU time of the process during the unit, all threads).
     """
     import time
 
@@ -200,7 +201,7 @@ def correlation_unit(spec: dict, context) -> UnitResult:
     from layer_sim.training import Recipe, fit
 
     run = CorrelationRun.from_spec(spec)
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     task = mnist_task(limit_train=run.limit_train)
     model = MLP(WIDTHS, skip=run.skip, seed=run.seed)
     recipe = Recipe(optimizer="sgd", lr=run.lr, momentum=run.momentum, weight_decay=0.0, batch_size=run.batch_size,
@@ -215,7 +216,7 @@ def correlation_unit(spec: dict, context) -> UnitResult:
                "cka_test": values[f"test/{hidden[-1]}"], "cka_train": values[f"train/{hidden[-1]}"],
                "avg_cka_test": sum(values[f"test/{h}"] for h in hidden) / len(hidden),
                "avg_cka_train": sum(values[f"train/{h}"] for h in hidden) / len(hidden),
-               **values, "seconds": time.perf_counter() - t0}  # fmt: skip
+               **values, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu}  # fmt: skip
     return UnitResult(metrics=metrics, histories={"epochs": result.history})
 
 

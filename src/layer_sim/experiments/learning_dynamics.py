@@ -357,12 +357,14 @@ def pair_unit(spec: dict, context) -> UnitResult:
 
     Artefacts (in ``context.output_dir``): ``history``, the long history of every value
     (``history.csv.gz``), and ``snapshot-<epoch>``, the snapshots (``snapshots/epoch-<k>.pt``).
-    Metrics: the last epoch's values and the run's wall times. History ``"epochs"``: the rows of
+    Metrics: the last epoch's values, the run's wall times and ``cpu_seconds`` (CPU time of the
+    process during the unit, all threads). History ``"epochs"``: the rows of
     :attr:`PairRunResult.epochs`. MNIST is found through the settings (``$LAYER_SIM_DATA``), in
     the driver's process and in any worker.
     """
     run = PairRun.from_spec(spec)
     out = Path(context.output_dir)
+    cpu = time.process_time()
     result = run_pair(run, device=context.device, snapshot_dir=out / "snapshots" if run.snapshot_every else None)
     payload = history_csv_gz(result.history)
     atomic_write(out / "history.csv.gz", lambda fh: fh.write(payload))
@@ -370,7 +372,7 @@ def pair_unit(spec: dict, context) -> UnitResult:
     artefacts |= {f"snapshot-{epoch:05d}": str(Path(path).relative_to(out)) for epoch, path in result.snapshots}
     metrics = {k: float(v) for k, v in result.final().items() if isinstance(v, (int, float))}
     metrics |= {"seconds": result.seconds, "recorder_seconds": result.recorder_seconds,
-                "probe_seconds": result.probe_seconds}  # fmt: skip
+                "probe_seconds": result.probe_seconds, "cpu_seconds": time.process_time() - cpu}  # fmt: skip
     return UnitResult(metrics=metrics, histories={"epochs": list(result.epochs)}, artefacts=artefacts)
 
 
