@@ -14,7 +14,7 @@ import torch
 
 import layer_sim
 from layer_sim import StreamingLinearCKA, extract, linear_cka_matrix
-from layer_sim.measures import _fast, available, get
+from layer_sim.measures import all_pairs, available, get
 from layer_sim.models import MLP
 
 
@@ -127,11 +127,11 @@ def _widths(fa, fb):
 
 def task_w1_ours(cfg, *, precision: str, backend: str = "numpy", reference: str | None = None) -> dict:
     fa, fb = features(cfg, cfg["n1"])
-    default, _fast._CPU_BACKEND = _fast._CPU_BACKEND, backend
+    default, all_pairs._CPU_BACKEND = all_pairs._CPU_BACKEND, backend
     try:
         out, seconds = timed(lambda: linear_cka_matrix(fa, fb, precision=precision))
     finally:  # the smoke run executes tasks in one process
-        _fast._CPU_BACKEND = default
+        all_pairs._CPU_BACKEND = default
     return {"seconds": seconds, "error": max_error(out, reference), "flops": minimal_flops(cfg["n1"], *_widths(fa, fb))}
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import layer_sim
 from layer_sim import (
+    ConfigError,
     DegenerateInputError,
     InputError,
     StreamingCCA,
@@ -333,7 +334,7 @@ def test_streaming_errors():
     with pytest.raises(InputError, match="x contains 1 NaN"):
         acc.update(bad, y[:2])
     acc.update(x[1:], y[1:])
-    with pytest.raises(UnknownNameError, match="'rho', 'r2'"):
+    with pytest.raises(UnknownNameError, match="StreamingCCA.value: statistic: unknown value 'mean'; available: rho, r2"):
         acc.value(statistic="mean")
     const = StreamingCCA().update(np.full((4, 2), 3.3), y[:4]).update(np.full((5, 2), 3.3), y[4:9])
     with pytest.raises(DegenerateInputError, match="x is constant"):
@@ -407,21 +408,22 @@ def test_bad_input_messages(f):
 @pytest.mark.parametrize("f", [cca, svcca])
 def test_unknown_statistic_lists_options(f):
     x = np.random.default_rng(15).standard_normal((10, 2))
-    with pytest.raises(UnknownNameError, match=r"unknown statistic 'mean'; available: 'rho', 'r2'"):
+    with pytest.raises(UnknownNameError, match=r"statistic: unknown value 'mean'; available: rho, r2"):
         f(x, x, statistic="mean")
 
 
 @pytest.mark.parametrize("variance", [0, -0.1, 1.5, float("nan"), True, "0.9"])
 def test_svcca_variance_out_of_range(variance):
+    # A bad option value is a ConfigError (one error type per kind of mistake, layer_sim._options).
     x = np.random.default_rng(16).standard_normal((10, 2))
-    with pytest.raises(InputError, match=r"variance must be a number in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"svcca: variance must be a finite number in \(0, 1\], got"):
         svcca(x, x, variance=variance)
-    with pytest.raises(InputError, match="variance"):
+    with pytest.raises(ConfigError, match=r"svcca_rho: variance must be a finite number in \(0, 1\]"):
         get("svcca_rho", variance=variance)
 
 
 def test_docstring_examples_run():
-    for mod in ("layer_sim.measures._cca", "layer_sim.measures.streaming_cca"):
+    for mod in ("layer_sim.measures._cca", "layer_sim.measures.streaming"):
         result = doctest.testmod(importlib.import_module(mod))
         assert result.attempted > 0 and result.failed == 0, mod
     assert layer_sim.StreamingCCA is StreamingCCA

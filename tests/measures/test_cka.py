@@ -23,74 +23,24 @@ from layer_sim import (
     minibatch_cka,
     rbf_cka,
 )
-from layer_sim.measures import _kernels, _cka as cka_module, get
+from layer_sim.measures import _cka as cka_module, get, kernels
+from layer_sim.measures._features import centre
+from layer_sim.measures._validation import check_range
 
 FEW = settings(max_examples=20, deadline=None)
 
 
 # --------------------------------------------------------------------------- independent references
 
-
-def ref_gram_linear(x):
-    return x @ x.T
-
-
-def ref_gram_rbf(x, threshold):
-    """Kornblith et al.'s gram_rbf: bandwidth from np.median of the full squared-distance matrix."""
-    dots = x @ x.T
-    sq = np.diag(dots)
-    d2 = -2 * dots + sq[:, None] + sq[None, :]
-    return np.exp(-d2 / (2 * threshold**2 * np.median(d2)))
-
-
-def ref_center_gram(gram, unbiased):
-    gram = gram.copy()
-    n = gram.shape[0]
-    if unbiased:
-        np.fill_diagonal(gram, 0)
-        means = gram.sum(0) / (n - 2)
-        means -= means.sum() / (2 * (n - 1))
-        gram -= means[:, None] + means[None, :]
-        np.fill_diagonal(gram, 0)
-    else:
-        means = gram.mean(0)
-        means -= means.mean() / 2
-        gram -= means[:, None] + means[None, :]
-    return gram
-
-
-def ref_cka(gx, gy, debiased=False):
-    gx, gy = ref_center_gram(gx, debiased), ref_center_gram(gy, debiased)
-    return (gx * gy).sum() / (np.linalg.norm(gx) * np.linalg.norm(gy))
-
-
-def song_hsic1(K, L):
-    """Song et al. (2012), eq. (5), term by term on uncentred Grams with zeroed diagonals."""
-    n = K.shape[0]
-    Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
-    one = np.ones(n)
-    return (
-        np.trace(Kt @ Lt)
-        + (one @ Kt @ one) * (one @ Lt @ one) / ((n - 1) * (n - 2))
-        - 2 / (n - 2) * (one @ Kt @ Lt @ one)
-    ) / (n * (n - 3))
-
-
-def song_cka(K, L):
-    return song_hsic1(K, L) / np.sqrt(song_hsic1(K, K) * song_hsic1(L, L))
-
-
-def data(seed, n, p, q=None):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, p))
-    y = x[:, : min(p, q or p)] @ rng.standard_normal((min(p, q or p), q or p)) + rng.standard_normal((n, q or p))
-    return x, y
-
-
-def orthogonal(rng, p):
-    q, r = np.linalg.qr(rng.standard_normal((p, p)))
-    return q * np.sign(np.diag(r))
-
+from _references import (  # noqa: E402  (shared with test_core.py and test_scale.py)
+    data,
+    orthogonal,
+    ref_cka,
+    ref_gram_linear,
+    ref_gram_rbf,
+    song_cka,
+    song_hsic1,
+)
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -194,8 +144,8 @@ def test_median_of_full_distance_matrix_by_hand():
     # 0 0 0 1 1 4 4 9 9 -> median 1. Points 0, 1, 3, 7 add 49, 36, 16: sorted 16 values
     # 0 0 0 0 1 1 4 4 | 9 9 16 16 36 36 49 49 -> median (4 + 9) / 2 = 6.5.
     for pts, expected in [([0, 1, 3], 1.0), ([0, 1, 3, 7], 6.5)]:
-        xc = _kernels.centre(torch.tensor(pts, dtype=torch.float64)[:, None])
-        got = _kernels.median_sq_dist(xc, xc.square().sum(1), rows=2)
+        xc = centre(torch.tensor(pts, dtype=torch.float64)[:, None])
+        got = kernels.median_sq_dist(xc, xc.square().sum(1), rows=2)
         assert float(got) == pytest.approx(expected, abs=1e-13)
 
 
@@ -208,8 +158,8 @@ def test_exact_median_selection_equals_np_median(sample_size, rows):
         x = rng.standard_normal((n, 3))
         x[: n // 3] = x[0]
         d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
-        xc = _kernels.centre(torch.from_numpy(x))
-        got = _kernels.median_sq_dist(xc, xc.square().sum(1), rows=rows, sample_size=sample_size)
+        xc = centre(torch.from_numpy(x))
+        got = kernels.median_sq_dist(xc, xc.square().sum(1), rows=rows, sample_size=sample_size)
         assert float(got) == pytest.approx(np.median(d2), rel=1e-12, abs=1e-14)
 
 
@@ -223,8 +173,9 @@ def test_every_route_pair_equals_kornblith_reference(seed, n, p, q, debiased):
     expected = ref_cka(ref_gram_linear(x), ref_gram_linear(y), debiased)
     m = get("linear_cka_debiased" if debiased else "linear_cka")
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    for rx in ("feature", "gram"):
-        for ry in ("feature", "gram"):
+    routes = ("features", "gram") if debiased else ("engine", "features", "gram")  # the engine is biased only
+    for rx in routes:
+        for ry in routes:
             px = cka_module._linear_state(X, unbiased=debiased, route=rx)
             py = cka_module._linear_state(Y, unbiased=debiased, route=ry)
             assert float(m.score(px, py)) == pytest.approx(expected, abs=1e-10), (rx, ry)
@@ -238,7 +189,7 @@ def test_debiased_routes_equal_song_formula(seed, n, p, q):
     expected = song_cka(x @ x.T, y @ y.T)  # uncentred inputs: HSIC_1 ignores translations itself
     m = get("linear_cka_debiased")
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    for route in ("feature", "gram"):
+    for route in ("features", "gram"):
         px = cka_module._linear_state(X, unbiased=True, route=route)
         py = cka_module._linear_state(Y, unbiased=True, route=route)
         assert float(m.score(px, py)) == pytest.approx(expected, abs=1e-9)
@@ -435,9 +386,9 @@ def test_input_errors_from_the_gate():
 
 def test_option_errors():
     x, y = data(0, 10, 3)
-    with pytest.raises(UnknownNameError, match="unknown kernel 'poly'; available: linear, rbf"):
+    with pytest.raises(UnknownNameError, match="minibatch_cka: kernel: unknown value 'poly'; available: linear, rbf"):
         minibatch_cka(x, y, kernel="poly", batch_size=5)
-    with pytest.raises(ConfigError, match="sigma must be a positive finite number, got -1"):
+    with pytest.raises(ConfigError, match=r"rbf_cka: sigma must be a finite number in \(0, inf\], got -1"):
         rbf_cka(x, y, sigma=-1)
     with pytest.raises(ConfigError, match="block_size must be an integer >= 1, got 0"):
         rbf_cka(x, y, block_size=0)
@@ -450,17 +401,17 @@ def test_option_errors():
 
 
 def test_excursions_beyond_rounding_raise_instead_of_clipping():
-    # Shared by the per-pair routes and the all-pairs kernel (_fast).
+    # The one result check, shared by the per-pair routes and the all-pairs engine.
     one = torch.tensor(1.0, dtype=torch.float64)
-    assert float(_kernels.normalised("m", one + 1e-12, one, one, lower=0.0)) == 1.0  # rounding: clipped
+    assert float(check_range("m", one + 1e-12, lower=0.0)) == 1.0  # rounding: clipped
     with pytest.raises(DegenerateInputError, match=r"value 1.001 lies outside \[0, 1\] by more than rounding"):
-        _kernels.normalised("m", one + 1e-3, one, one, lower=0.0)
+        check_range("m", one + 1e-3, lower=0.0)
     with pytest.raises(DegenerateInputError, match="value nan lies outside"):
-        _kernels.normalised("m", torch.tensor([0.5, float("nan")], dtype=torch.float64), one, one, lower=0.0)
+        check_range("m", torch.tensor([0.5, float("nan")], dtype=torch.float64), lower=0.0)
     # products computed in float32 (the fp32 fast path) are allowed float32 rounding, not float64's
-    assert float(_kernels.normalised("m", one + 1e-6, one, one, rounding=torch.float32)) == 1.0
+    assert float(check_range("m", one + 1e-6, rounding=torch.float32)) == 1.0
     with pytest.raises(DegenerateInputError):
-        _kernels.normalised("m", one + 1e-6, one, one)
+        check_range("m", one + 1e-6)
 
 
 def test_docstring_examples():

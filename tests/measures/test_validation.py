@@ -1,10 +1,13 @@
 """The input gate and the registry: every message names the problem, the shape found and the fix."""
 
+import re
+
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 
-from layer_sim import InputError, UnknownNameError
+from layer_sim import InputError, StreamingCCA, StreamingLinearCKA, UnknownNameError, linear_cka_matrix
 from layer_sim.measures import Measure, available, get, register
 from layer_sim.measures._validation import accumulation_dtype, as_matrix, check_pair, to_output
 
@@ -95,7 +98,73 @@ def test_measure_call_is_prepare_then_score_and_checks_rows():
 
 
 def test_unknown_parameter_is_a_value_error_naming_the_accepted_ones():
-    with pytest.raises(UnknownNameError, match=r"no parameter\(s\) sigma; accepted: none"):
+    with pytest.raises(UnknownNameError, match=r"linear_cka: unknown option\(s\) sigma; accepted: none"):
         get("linear_cka", sigma=1.0)
-    with pytest.raises(UnknownNameError, match="accepted: sigma"):
+    with pytest.raises(UnknownNameError, match="rbf_cka: unknown option.* bandwidth; accepted: sigma, debiased, block_size"):
         get("rbf_cka", bandwidth=1.0)
+
+
+# --------------------------------------------------------------------------- inputs refused or accepted (issue 10 §2)
+
+_PARAMS = {"minibatch_cka": {"batch_size": 5}}
+
+
+def _every_entry_point():
+    """(label, f(x, y)) for every public way to give a measure a representation."""
+    out = [(name, get(name, **_PARAMS.get(name, {}))) for name in available()]
+    out.append(("linear_cka_matrix", lambda x, y: linear_cka_matrix({"x": x}, {"y": y})))
+    out.append(("StreamingLinearCKA", lambda x, y: StreamingLinearCKA().update(x, y).value()))
+    out.append(("StreamingCCA", lambda x, y: StreamingCCA().update(x, y).value()))
+    return out
+
+
+ENTRY_POINTS = _every_entry_point()
+
+
+def _good(n=12, p=3, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, p))
+
+
+BAD_INPUTS = {
+    "coo": (lambda a: torch.from_numpy(a).to_sparse(), r"is a sparse tensor \(layout torch.sparse_coo\).*to_dense\(\)"),
+    "csr": (lambda a: torch.from_numpy(a).to_sparse_csr(), r"is a sparse tensor \(layout torch.sparse_csr\)"),
+    "csc": (lambda a: torch.from_numpy(a).to_sparse_csc(), r"is a sparse tensor \(layout torch.sparse_csc\)"),
+    "scipy-csr": (scipy.sparse.csr_matrix, r"is a scipy.sparse csr_matrix; .*toarray\(\)"),
+    "scipy-coo": (scipy.sparse.coo_array, r"is a scipy.sparse coo_array"),
+    "masked": (lambda a: np.ma.array(a, mask=np.eye(*a.shape, dtype=bool)), r"is a masked array with 3 masked value\(s\)"),
+    "str": (lambda a: a.astype(str), "must be numeric, got dtype <U"),
+    "object": (lambda a: a.astype(object), "must be numeric, got dtype object"),
+    "datetime": (lambda a: np.zeros(a.shape, dtype="datetime64[s]"), "must be numeric, got dtype datetime64"),
+    "complex256": (lambda a: a.astype(np.clongdouble), "must be real, got complex"),
+    "None": (lambda a: None, "must be numeric, got dtype object"),
+    "longdouble-huge": (lambda a: np.full(a.shape, np.longdouble("1e400")), r"has 36 float128 value\(s\) outside the float64 range"),
+    "longdouble-tiny": (lambda a: np.full(a.shape, np.longdouble("1e-400")), "outside the float64 range .*would become inf or 0"),
+    # lists and dicts are containers of layers for StreamingLinearCKA, so these two apply elsewhere
+    "ragged": (lambda a: [list(r) for r in a[:-1]] + [[1.0]], "is not array-like"),
+    "dict": (lambda a: {"a": 1}, "must be numeric, got dtype object"),
+}
+CASES = [
+    pytest.param(f, *BAD_INPUTS[case], id=f"{label}-{case}")
+    for label, f in ENTRY_POINTS
+    for case in BAD_INPUTS
+    if not (label == "StreamingLinearCKA" and case in ("ragged", "dict"))
+]
+
+
+@pytest.mark.parametrize("f, make, message", CASES)
+def test_unusable_inputs_are_refused_naming_the_argument(f, make, message):
+    x, y = _good(), _good(seed=1)
+    with pytest.raises(InputError, match=message) as info:
+        f(make(x), y)
+    assert re.search(r": x\b", str(info.value)), info.value
+    with pytest.raises(InputError, match=message) as info:
+        f(x, make(y))
+    assert re.search(r": y\b", str(info.value)), info.value
+
+
+@pytest.mark.parametrize("label, f", ENTRY_POINTS, ids=[e[0] for e in ENTRY_POINTS])
+def test_longdouble_and_unmasked_arrays_are_accepted_as_their_float64_values(label, f):
+    x, y = _good(), _good(seed=1)
+    want = f(x, y)
+    np.testing.assert_array_equal(f(x.astype(np.longdouble), y), want)
+    np.testing.assert_array_equal(f(np.ma.array(x, mask=False), np.ma.masked_invalid(y)), want)

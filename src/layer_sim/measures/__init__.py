@@ -1,8 +1,15 @@
-"""Similarity indexes: pure functions on (n_examples, n_features) arrays/tensors, plus a registry."""
+"""Similarity indexes: pure functions on (n_examples, n_features) arrays/tensors, plus a registry.
 
-from layer_sim.measures._registry import Measure, available, get, register
-from layer_sim.measures._fast import linear_cka_matrix
-from layer_sim.measures.streaming import StreamingLinearCKA
+Public indexes (``linear_cka``, ``rbf_cka``, ``cca``, ...) validate their input, prepare each
+representation once and score pairs; ``get(name, **params)`` returns the same index as a
+:class:`Measure` (prepare / score / matrix), named by a picklable :class:`MeasureSpec`.
+Kernels and CKA on given Gram matrices: :func:`gram_linear`, :func:`gram_rbf`,
+:func:`centre_gram`, :func:`gram_cka`.
+"""
+
+from layer_sim.measures._registry import Measure, MeasureSpec, available, get, options, register
+from layer_sim.measures.all_pairs import linear_cka_matrix
+from layer_sim.measures.kernels import centre_gram, gram_linear, gram_rbf
 from layer_sim.measures._cca import (
     STATISTICS,
     canonical_correlations,
@@ -12,15 +19,17 @@ from layer_sim.measures._cca import (
     pwcca,
     svcca,
 )
-from layer_sim.measures._cka import linear_cka, linear_hsic, minibatch_cka, rbf_cka
-from layer_sim.measures.streaming_cca import StreamingCCA
+from layer_sim.measures._cka import gram_cka, linear_cka, linear_hsic, minibatch_cka, rbf_cka
+from layer_sim.measures.streaming import StreamingCCA, StreamingLinearCKA
 
 __all__ = [
     "linear_cka_matrix",
     "StreamingLinearCKA",
     "Measure",
+    "MeasureSpec",
     "available",
     "get",
+    "options",
     "register",
     "STATISTICS",
     "canonical_correlations",
@@ -34,4 +43,8 @@ __all__ = [
     "linear_hsic",
     "rbf_cka",
     "minibatch_cka",
+    "gram_cka",
+    "gram_linear",
+    "gram_rbf",
+    "centre_gram",
 ]

@@ -4,17 +4,22 @@ All of them compare the column spaces of the *centred* representations. Each is 
 ``Measure`` whose ``prepare`` does the per-representation work once (centring + a rank-revealing
 thin SVD, see :mod:`layer_sim.measures._linalg` for the rank tolerance) and whose ``score`` only
 multiplies two small orthonormal bases; the public functions are thin wrappers over the registry.
+
+Every index here is invariant to isotropic scaling, so a representation is multiplied by a
+power of two when its magnitude is outside the safe window (:mod:`layer_sim.measures._features`):
+``c * x`` gives the value of ``x`` for any representable ``c * x`` (float64 1e+-300 included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
+from functools import partial
 
 import torch
 
-from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
-from layer_sim.measures._linalg import CONSTANT_REASON, SVDState, center, is_constant, svd_state
+from layer_sim._options import Choice, Real, check
+from layer_sim.measures._features import CONSTANT, centred, degenerate_error
+from layer_sim.measures._linalg import SVDState, svd_state
 from layer_sim.measures._registry import Measure, get, register
 from layer_sim.measures._validation import check_pair
 
@@ -31,37 +36,23 @@ __all__ = [
 STATISTICS = ("rho", "r2")
 """Summaries of the canonical correlations accepted as ``statistic=``."""
 
+STATISTIC = Choice(*STATISTICS)
+VARIANCE = Real(0.0, 1.0, low_open=True)
+
 
 # --- shared kernels (trust validated float tensors) -----------------------------------------
 
 
-def _check_statistic(statistic: str, fn: str) -> str:
-    if statistic not in STATISTICS:
-        raise UnknownNameError(
-            f"{fn}: unknown statistic {statistic!r}; available: {', '.join(map(repr, STATISTICS))}"
-        )
-    return statistic
-
-
-def _check_variance(variance, fn: str) -> float:
-    # bool is a Real in Python, but variance=True is surely a mistake, not 1.0.
-    if isinstance(variance, bool) or not isinstance(variance, Real) or not 0.0 < variance <= 1.0:
-        raise InputError(f"{fn}: variance must be a number in (0, 1], got {variance!r}")
-    return float(variance)
-
-
 def _prepare_basis(X: torch.Tensor) -> SVDState:
-    Xc, _ = center(X)
-    return svd_state(Xc, x_norm=torch.linalg.matrix_norm(X), n=X.shape[0])
+    c = centred(X)
+    return svd_state(c.xc, x_norm=c.x_norm, n=X.shape[0], constant=c.constant)
 
 
 def _require_variation(fn: str, a, b) -> None:
     """Name the constant input; prepare cannot, because it does not know which side it is."""
     for side, state in (("x", a), ("y", b)):
         if state.degenerate is not None:
-            raise DegenerateInputError(
-                f"{fn}: {side} {state.degenerate}; the measure needs at least one varying feature"
-            )
+            raise degenerate_error(fn, side, state.degenerate)
 
 
 def _correlations(a: SVDState, b: SVDState) -> torch.Tensor:
@@ -86,76 +77,75 @@ def _svcca_keep(s: torch.Tensor, variance: float) -> int:
     return int((share < variance).sum()) + 1
 
 
-# --- registry entries ------------------------------------------------------------------------
+# --- registry entries (module-level functions bound with partial, so measures pickle) --------
 
 
-def _cca_family(name: str, prepare_fn, statistic: str, params: dict) -> Measure:
-    def score(a: SVDState, b: SVDState) -> torch.Tensor:
-        _require_variation(name, a, b)
-        return _summarise(_correlations(a, b), statistic)
+def _cca_score(a: SVDState, b: SVDState, *, name: str, statistic: str) -> torch.Tensor:
+    _require_variation(name, a, b)
+    return _summarise(_correlations(a, b), statistic)
 
-    return Measure(name, prepare_fn, score, symmetric=True, params=params)
+
+def _cca_family(name: str, prepare_fn, statistic: str) -> Measure:
+    return Measure(name, prepare_fn, partial(_cca_score, name=name, statistic=statistic), symmetric=True)
 
 
 @register("cca_rho")
 def _cca_rho() -> Measure:
-    return _cca_family("cca_rho", _prepare_basis, "rho", {})
+    return _cca_family("cca_rho", _prepare_basis, "rho")
 
 
 @register("cca_r2")
 def _cca_r2() -> Measure:
-    return _cca_family("cca_r2", _prepare_basis, "r2", {})
+    return _cca_family("cca_r2", _prepare_basis, "r2")
 
 
-def _svcca_measure(name: str, statistic: str, variance) -> Measure:
-    variance = _check_variance(variance, name)
-
-    def prepare(X: torch.Tensor) -> SVDState:
-        state = _prepare_basis(X)
-        return state.truncate(_svcca_keep(state.s, variance))
-
-    return _cca_family(name, prepare, statistic, {"variance": variance})
+def _svcca_prepare(X: torch.Tensor, *, variance: float) -> SVDState:
+    state = _prepare_basis(X)
+    return state.truncate(_svcca_keep(state.s, variance))
 
 
-@register("svcca_rho")
-def _svcca_rho(*, variance: float = 0.99) -> Measure:
-    return _svcca_measure("svcca_rho", "rho", variance)
+@register("svcca_rho", variance=(VARIANCE, 0.99))
+def _svcca_rho(*, variance: float) -> Measure:
+    return _cca_family("svcca_rho", partial(_svcca_prepare, variance=variance), "rho")
 
 
-@register("svcca_r2")
-def _svcca_r2(*, variance: float = 0.99) -> Measure:
-    return _svcca_measure("svcca_r2", "r2", variance)
+@register("svcca_r2", variance=(VARIANCE, 0.99))
+def _svcca_r2(*, variance: float) -> Measure:
+    return _cca_family("svcca_r2", partial(_svcca_prepare, variance=variance), "r2")
+
+
+def _pwcca_score(a: SVDState, b: SVDState) -> torch.Tensor:
+    _require_variation("pwcca", a, b)
+    # M = U_x^T U_y = A diag(rho) B^T; the canonical variates of x are H = U_x A, so
+    # H^T X_c = A^T U_x^T U_x diag(s) V^T = A^T diag(s) V^T: no n-sized product needed.
+    A, rho, _ = torch.linalg.svd(a.u.mT @ b.u, full_matrices=False)
+    weights = ((A.mT * a.s) @ a.vt).abs().sum(dim=1)
+    # A convex combination of values in [0, 1]; the clamp removes rounding of the weights' sum.
+    return (weights / weights.sum() * rho).sum().clamp(0.0, 1.0)
 
 
 @register("pwcca")
 def _pwcca() -> Measure:
-    def score(a: SVDState, b: SVDState) -> torch.Tensor:
-        _require_variation("pwcca", a, b)
-        # M = U_x^T U_y = A diag(rho) B^T; the canonical variates of x are H = U_x A, so
-        # H^T X_c = A^T U_x^T U_x diag(s) V^T = A^T diag(s) V^T: no n-sized product needed.
-        A, rho, _ = torch.linalg.svd(a.u.mT @ b.u, full_matrices=False)
-        weights = ((A.mT * a.s) @ a.vt).abs().sum(dim=1)
-        # A convex combination of values in [0, 1]; the clamp removes rounding of the weights' sum.
-        return (weights / weights.sum() * rho).sum().clamp(0.0, 1.0)
+    return Measure("pwcca", _prepare_basis, _pwcca_score, symmetric=False)
 
-    return Measure("pwcca", _prepare_basis, score, symmetric=False)
+
+def _linear_regression_score(a: SVDState, b: SVDState) -> torch.Tensor:
+    _require_variation("linear_regression", a, b)
+    # Y_c = U_y diag(s_y) V_y^T and V_y has orthonormal rows, so
+    # ||Q_x^T Y_c||_F = ||U_x^T U_y diag(s_y)||_F and ||Y_c||_F^2 = sum(s_y^2).
+    explained = ((a.u.mT @ b.u) * b.s).square().sum()
+    return (explained / b.s.square().sum()).clamp(0.0, 1.0)
 
 
 @register("linear_regression")
 def _linear_regression() -> Measure:
-    def score(a: SVDState, b: SVDState) -> torch.Tensor:
-        _require_variation("linear_regression", a, b)
-        # Y_c = U_y diag(s_y) V_y^T and V_y has orthonormal rows, so
-        # ||Q_x^T Y_c||_F = ||U_x^T U_y diag(s_y)||_F and ||Y_c||_F^2 = sum(s_y^2).
-        explained = ((a.u.mT @ b.u) * b.s).square().sum()
-        return (explained / b.s.square().sum()).clamp(0.0, 1.0)
-
-    return Measure("linear_regression", _prepare_basis, score, symmetric=False)
+    return Measure("linear_regression", _prepare_basis, _linear_regression_score, symmetric=False)
 
 
 @dataclass(frozen=True)
 class _ProcrustesState:
-    """``f`` is ``X_c`` or ``X_c B`` (see ``prepare`` below); ``rank == 0`` marks constant input."""
+    """``f`` is ``X_c`` or ``X_c B`` (see :func:`_procrustes_prepare`), power-of-two scaled;
+    ``rank == 0`` marks constant input."""
 
     n: int
     f: torch.Tensor
@@ -164,34 +154,36 @@ class _ProcrustesState:
 
     @property
     def degenerate(self) -> str | None:
-        return CONSTANT_REASON if self.rank == 0 else None
+        return CONSTANT if self.rank == 0 else None
+
+
+def _procrustes_prepare(X: torch.Tensor) -> _ProcrustesState:
+    n, p = X.shape
+    c = centred(X)
+    Xc = c.xc
+    norm = torch.linalg.matrix_norm(Xc)
+    if c.constant:
+        return _ProcrustesState(n, Xc, norm, 0)
+    if p > n:
+        # X_c = X_c B B^T for an orthonormal basis B of its row space (rank <= n - 1), so
+        # X_c^T Y_c and (X_c B)^T Y_c have the same singular values: scores then cost
+        # O(n * r_x * r_y) instead of forming a p x q product. B is detached: the gradient
+        # of the nuclear norm lies in that row space already, so it is unchanged.
+        B = svd_state(Xc.detach(), x_norm=c.x_norm, n=n, constant=False).vt.mT
+        Xc = Xc @ B
+    return _ProcrustesState(n, Xc, norm, Xc.shape[1])
+
+
+def _procrustes_score(a: _ProcrustesState, b: _ProcrustesState) -> torch.Tensor:
+    _require_variation("procrustes", a, b)
+    nuclear = torch.linalg.svdvals(a.f.mT @ b.f).sum()
+    # ||A^T B||_* <= ||A||_F ||B||_F (von Neumann's trace inequality): clamp removes rounding only.
+    return (nuclear / a.norm / b.norm).clamp(0.0, 1.0)
 
 
 @register("procrustes")
 def _procrustes() -> Measure:
-    def prepare(X: torch.Tensor) -> _ProcrustesState:
-        n, p = X.shape
-        Xc, _ = center(X)
-        norm = torch.linalg.matrix_norm(Xc)
-        x_norm = torch.linalg.matrix_norm(X.detach())
-        if is_constant(norm.detach(), x_norm, n, p):
-            return _ProcrustesState(n, Xc, norm, 0)
-        if p > n:
-            # X_c = X_c B B^T for an orthonormal basis B of its row space (rank <= n - 1), so
-            # X_c^T Y_c and (X_c B)^T Y_c have the same singular values: scores then cost
-            # O(n * r_x * r_y) instead of forming a p x q product. B is detached: the gradient
-            # of the nuclear norm lies in that row space already, so it is unchanged.
-            B = svd_state(Xc.detach(), x_norm=x_norm, n=n).vt.mT
-            Xc = Xc @ B
-        return _ProcrustesState(n, Xc, norm, Xc.shape[1])
-
-    def score(a: _ProcrustesState, b: _ProcrustesState) -> torch.Tensor:
-        _require_variation("procrustes", a, b)
-        nuclear = torch.linalg.svdvals(a.f.mT @ b.f).sum()
-        # ||A^T B||_* <= ||A||_F ||B||_F (von Neumann's trace inequality): clamp removes rounding only.
-        return (nuclear / (a.norm * b.norm)).clamp(0.0, 1.0)
-
-    return Measure("procrustes", prepare, score, symmetric=True)
+    return Measure("procrustes", _procrustes_prepare, _procrustes_score, symmetric=True)
 
 
 # --- public functions -----------------------------------------------------------------------
@@ -305,7 +297,7 @@ def cca(x, y, *, statistic: str = "rho"):
     >>> round(cca(x, x @ rng.standard_normal((4, 4)) + 3.0), 6)  # invertible map + shift
     1.0
     """
-    return get(f"cca_{_check_statistic(statistic, 'cca')}")(x, y)
+    return get(f"cca_{check('cca', 'statistic', STATISTIC, statistic)}")(x, y)
 
 
 def svcca(x, y, *, variance: float = 0.99, statistic: str = "rho"):
@@ -334,7 +326,9 @@ def svcca(x, y, *, variance: float = 0.99, statistic: str = "rho"):
     Raises
     ------
     InputError
-        Bad arrays (see :func:`cca`) or ``variance`` outside (0, 1].
+        Bad arrays (see :func:`cca`).
+    ConfigError
+        ``variance`` is not a number in (0, 1].
     DegenerateInputError, UnknownNameError
         As :func:`cca`.
 
@@ -352,8 +346,8 @@ def svcca(x, y, *, variance: float = 0.99, statistic: str = "rho"):
     >>> round(svcca(x, 2.0 * x, variance=0.9), 6)
     1.0
     """
-    name = f"svcca_{_check_statistic(statistic, 'svcca')}"
-    return get(name, variance=_check_variance(variance, "svcca"))(x, y)
+    name = f"svcca_{check('svcca', 'statistic', STATISTIC, statistic)}"
+    return get(name, variance=check("svcca", "variance", VARIANCE, variance))(x, y)
 
 
 def pwcca(x, y):

@@ -16,18 +16,44 @@ Nguyen, Raghu & Kornblith (2021). Do wide and deep networks learn the same thing
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
 
-from layer_sim.errors import ConfigError, DegenerateInputError, UnknownNameError
-from layer_sim.measures import _kernels as k
-from layer_sim.measures._fast import linear_state_matrix
-from layer_sim.measures._registry import Measure, get, register
+from layer_sim._options import Choice, Flag, Int, Maybe, check
+from layer_sim.errors import InputError
+from layer_sim.measures import _hsic as core
+from layer_sim.measures import kernels as k
+from layer_sim.measures._features import (
+    CONSTANT,
+    centre,
+    centred,
+    certainly_varies,
+    degenerate_error,
+    is_constant,
+    ldexp,
+    scale_exponent,
+)
+from layer_sim.measures._registry import REQUIRED, Measure, get, register
+from layer_sim.measures._validation import (
+    accumulation_dtype,
+    as_square,
+    check_range,
+    is_numpy_pair,
+    to_output,
+)
+from layer_sim.measures.all_pairs import (
+    cka_from_norms,
+    engine_norms,
+    hsic_from_inner,
+    hsic_from_norm,
+    linear_state_matrix,
+    max_abs,
+    self_moments,
+)
 
-__all__ = ["linear_cka", "linear_hsic", "rbf_cka", "minibatch_cka"]
+__all__ = ["linear_cka", "linear_hsic", "rbf_cka", "minibatch_cka", "gram_cka"]
 
 # rbf_cka keeps the centred n x n Gram of a prepared representation up to this n (32 MiB in
 # float64); beyond it, Gram rows are recomputed block by block and never stored whole.
@@ -71,17 +97,26 @@ def linear_cka(x, y, *, debiased: bool = False):
     Raises
     ------
     InputError
-        NaN/Inf, different numbers of rows, fewer than 2 (debiased: 4) examples.
+        NaN/Inf, different numbers of rows, fewer than 2 (debiased: 4) examples, or any other
+        unusable input (see :mod:`layer_sim.measures._validation`).
     DegenerateInputError
         ``x`` or ``y`` is constant (the message names which), or, debiased, its unbiased
         self-HSIC is 0 (e.g. one example differs from n - 1 identical ones).
+    ConfigError
+        ``debiased`` is not a bool (``"False"`` is refused, not truth-tested).
 
     Notes
     -----
     Route, chosen per representation when it is prepared: feature space (the p x p products
     above, O(n p^2), no n x n matrix) when n > p; Gram space (:math:`\langle K_c, L_c\rangle`,
     O(n^2 p)) when p >= n. A pair with one of each uses :math:`\langle K, L_c\rangle
-    = \mathrm{tr}(X_c^\top L_c X_c)`. All routes agree to rounding.
+    = \mathrm{tr}(X_c^\top L_c X_c)`. All routes agree to rounding. On the feature route the
+    biased estimator without autograd runs on the every-pair engine of
+    :func:`layer_sim.linear_cka_matrix` (no float64 copy of float32 input).
+
+    Scale: ``c * x`` gives the value of ``x`` for any representable ``c * x`` (float64 1e+-300
+    included): a representation is multiplied by an exact power of two when its magnitude
+    would make fourth powers over- or underflow.
 
     Debiased, feature route: with :math:`d_i = \lVert x_{c,i}\rVert^2`, :math:`e_i = \lVert
     y_{c,i}\rVert^2`, :math:`n(n-3)\,\mathrm{HSIC}_1 = \lVert Y_c^\top X_c\rVert_F^2 - \frac{n}{n-2}
@@ -108,6 +143,7 @@ def linear_cka(x, y, *, debiased: bool = False):
     >>> round(linear_cka(x, x[:, :5]), 2)  # isotropic x: about 5 / sqrt(5 * 10) = 0.71
     0.73
     """
+    debiased = check("linear_cka", "debiased", Flag(), debiased)
     return get("linear_cka_debiased" if debiased else "linear_cka")(x, y)
 
 
@@ -133,7 +169,14 @@ def linear_hsic(x, y):
     Returns
     -------
     float or Tensor
-        Non-negative; float for NumPy input, 0-d tensor for torch input.
+        Non-negative; float for NumPy input, 0-d tensor for torch input. Exactly
+        ``c**2 * linear_hsic(x, y)`` for ``c * x`` when ``c`` is a power of two.
+
+    Raises
+    ------
+    InputError
+        As :func:`linear_cka`, and when the true value lies outside the float64 range (HSIC of
+        two inputs of magnitude 1e300 is about 1e600): an error, never ``inf`` or 0.
 
     Examples
     --------
@@ -164,7 +207,9 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
     x, y : {array-like, Tensor} of shape (n_examples, n_features)
         The same examples in rows.
     sigma : float, default=0.8
-        Bandwidth as a fraction of the median pairwise distance (Kornblith et al. used 0.2-0.8).
+        Bandwidth as a fraction of the median pairwise distance (Kornblith et al. used 0.2-0.8);
+        any positive finite value. As sigma grows the value tends to :func:`linear_cka` (the
+        exact limit, reached at sigma = 1e300); as it shrinks the kernel rounds to the identity.
     debiased : bool, default=False
         Use the unbiased HSIC_1 of Song et al. (2012) (U-centred Grams); needs n >= 4.
     block_size : int or None, default=None
@@ -181,10 +226,20 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
     ------
     DegenerateInputError
         ``x`` or ``y`` is constant, or its median squared distance is 0 (more than half of the
-        n^2 pairs of examples coincide), which makes the bandwidth 0.
+        n^2 pairs of examples coincide), which makes the bandwidth 0; debiased, an unbiased
+        self-HSIC of 0, e.g. at a sigma so small that the kernel is the identity (the message
+        names sigma).
+    ConfigError
+        ``sigma`` is not a positive finite number, ``debiased`` not a bool, ``block_size`` not
+        a positive integer or None.
 
     Notes
     -----
+    For sigma > 1 the kernel is computed as :math:`2\sigma^2 (K - 1) = -(D/m) f(t)`,
+    :math:`f(t) = (1 - e^{-t})/t`, which has the same CKA (centring removes the constant) and
+    keeps its digits where :math:`\exp(-t)` rounds to 1; :math:`t = D / (2\sigma^2 m)` is
+    formed without :math:`\sigma^2`, which would overflow.
+
     The exact median is found without storing the n^2 distances: a random sample of pairs
     brackets it, one blockwise pass counts the distances below the bracket and keeps the few
     inside, which are then sorted; a missed bracket is widened (exact in every case). Gradients
@@ -266,6 +321,88 @@ def minibatch_cka(x, y, *, kernel: str = "linear", sigma: float = 0.8, batch_siz
     return get("minibatch_cka", kernel=kernel, sigma=sigma, batch_size=batch_size, seed=seed)(x, y)
 
 
+# --------------------------------------------------------------------------- CKA on Gram matrices
+
+
+def gram_cka(K, L, *, debiased: bool = False):
+    r"""CKA of two given kernel (Gram) matrices of the same examples.
+
+    .. math::
+
+        \mathrm{CKA}(K, L) = \frac{\langle K_c, L_c\rangle_F}{\lVert K_c\rVert_F\,\lVert L_c\rVert_F},
+
+    with :math:`K_c = HKH` (biased; :math:`\langle K_c, L_c\rangle = (n-1)^2 \mathrm{HSIC}(K, L)`)
+    or, with ``debiased=True``, the U-centred :math:`\tilde K` of :func:`~layer_sim.measures.centre_gram`
+    (:math:`\langle \tilde K, \tilde L\rangle = n(n-3)\,\mathrm{HSIC}_1(K, L)`, Song et al. 2012).
+    Any kernels work: ``gram_cka(gram_linear(x), gram_linear(y))`` is ``linear_cka(x, y)`` and
+    ``gram_cka(gram_rbf(x, sigma=s), gram_rbf(y, sigma=s))`` is ``rbf_cka(x, y, sigma=s)``, to
+    rounding; a kernel built from gradients plugs in the same way. Invariant to positive scaling
+    of either kernel and to adding a constant to it.
+
+    Parameters
+    ----------
+    K, L : {array-like, Tensor} of shape (n, n)
+        Symmetric kernel matrices (symmetric to rounding is accepted).
+    debiased : bool, default=False
+        The unbiased HSIC_1 in the numerator and both denominator terms; needs n >= 4.
+
+    Returns
+    -------
+    float or Tensor
+        In [-1, 1]; in [0, 1] for positive semi-definite kernels with ``debiased=False``. A Python
+        float for NumPy input, a differentiable 0-d tensor for torch input.
+
+    Raises
+    ------
+    InputError
+        Not square or not symmetric, different sizes, NaN/Inf, fewer than 2 (debiased: 4) examples.
+    DegenerateInputError
+        A kernel that is constant (zero after centring), or, debiased, whose unbiased self-HSIC is 0.
+    ConfigError
+        ``debiased`` is not a bool.
+
+    References
+    ----------
+    Kornblith et al. (2019), ICML (CKA on Gram matrices, ``cka(gram_x, gram_y, debiased)`` in the
+    reference code); Song et al. (2012), JMLR 13 (HSIC_1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from layer_sim.measures import gram_cka, gram_linear
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((50, 4))
+    >>> K = gram_linear(x)
+    >>> round(gram_cka(K, 3.0 * K + 1.0), 12)  # a positive factor and a constant shift change nothing
+    1.0
+    >>> bool(abs(gram_cka(K, gram_linear(x[:, :2])) - linear_cka(x, x[:, :2])) < 1e-12)
+    True
+    """
+    fn = "gram_cka"
+    debiased = check(fn, "debiased", Flag(), debiased)
+    min_n = 4 if debiased else 2
+    Kt, Lt = as_square(K, name="K", fn=fn, min_n=min_n), as_square(L, name="L", fn=fn, min_n=min_n)
+    if Kt.shape != Lt.shape:
+        raise InputError(f"{fn}: K and L must be kernels of the same examples, got shapes {tuple(Kt.shape)} and {tuple(Lt.shape)}")
+    if Kt.device != Lt.device:
+        raise InputError(f"{fn}: K is on {Kt.device} but L is on {Lt.device}; move both to one device")
+    Kc, Lc = _centred_kernel(fn, "K", Kt, debiased), _centred_kernel(fn, "L", Lt, debiased)
+    value = check_range(fn, core.cka_gram(Kc, Lc), lower=-1.0)
+    return to_output(value, is_numpy_pair(K, L))
+
+
+def _centred_kernel(fn: str, side: str, K: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """Scale (exactly, if outside the window), centre, and refuse a kernel with nothing left."""
+    n = K.shape[0]
+    Ks = ldexp(K, scale_exponent(float(K.detach().abs().amax()), K.dtype))
+    Kc = k._centre_gram(Ks, debiased)
+    kc_norm, k_norm = float(torch.linalg.vector_norm(Kc.detach())), float(torch.linalg.vector_norm(Ks.detach()))
+    if is_constant(kc_norm, k_norm, n, n, K.dtype):
+        reason = "is a constant kernel (zero after U-centring)" if debiased else "is a constant kernel (zero after centring)"
+        raise degenerate_error(fn, side, reason)
+    return Kc
+
+
 # --------------------------------------------------------------------------- shared pieces
 
 
@@ -275,99 +412,125 @@ def _rank_floor(n: int, dtype: torch.dtype) -> float:
 
 
 def _raise_if_degenerate(name: str, **states) -> None:
-    """Raise for the first prepared state (keyword = the side it came from) that has no variance."""
+    """Raise for the first prepared state (keyword = the side it came from) that is unusable."""
     for label, state in states.items():
         if state.degenerate is not None:
-            raise DegenerateInputError(f"{name}: {label} {state.degenerate}; CKA is undefined")
+            raise degenerate_error(name, label, state.degenerate)
 
 
-def _check_real(fn: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{fn}: {name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_int(fn: str, name: str, value, *, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        raise ConfigError(f"{fn}: {name} must be an integer >= {least}, got {value!r}")
-    return int(value)
-
-
-def _check_bool(fn: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{fn}: {name} must be True or False, got {value!r}")
-    return value
+def _lower(unbiased: bool) -> float:
+    return -1.0 if unbiased else 0.0
 
 
 # --------------------------------------------------------------------------- linear CKA / HSIC
+
+
+ZERO_UNBIASED = "has zero unbiased self-HSIC (its Gram matrix is additive off the diagonal)"
+
+ROUTES = ("engine", "features", "gram")
 
 
 @dataclass(frozen=True)
 class LinearState:
     """A representation prepared for ``linear_cka``, ``linear_cka_debiased`` or ``linear_hsic``.
 
-    Exactly one of ``features`` (centred X; feature route, n > p) and ``gram`` (centred Gram,
-    U-centred when debiased; Gram route, p >= n) is set. ``self_hsic`` is ``<K_c, K_c>`` in the
-    estimator's scaling ((n-1)^2 HSIC, or n(n-3) HSIC_1 when debiased); None for linear_hsic.
+    ``route`` says what ``data`` holds:
+
+    - ``"engine"`` (biased, n > p, no autograd): the validated layer itself, in its own dtype (no
+      copy); ``amax`` its largest magnitude and ``self_norm`` the norm ``||X_c^T X_c||_F`` of its
+      centred co-moment. When a few rows prove the layer is not constant, ``self_norm`` is left
+      to the every-pair engine, which computes it in the same pass as the cross products and keeps
+      it in ``cache`` (:mod:`layer_sim.measures.all_pairs`);
+    - ``"features"`` (debiased or autograd, n > p): the centred features;
+    - ``"gram"`` (p >= n): the centred Gram (U-centred when debiased).
+
+    Values are the true ones times ``2**exponent`` (features) or ``4**exponent`` (Grams, norms of
+    co-moments), an exact power-of-two scaling that keeps every product in range.
+    ``self_hsic`` is ``<K_c, K_c>`` in the estimator's scaling ((n-1)^2 HSIC, or n(n-3) HSIC_1)
+    on the dense routes; None for linear_hsic.
     """
 
     n: int
-    features: torch.Tensor | None
-    gram: torch.Tensor | None
-    sq_rows: torch.Tensor | None  # squared norms of the centred rows; debiased feature route
-    self_hsic: torch.Tensor | None
-    degenerate: str | None
+    route: str
+    data: torch.Tensor
+    exponent: int
+    amax: float = 0.0
+    self_norm: torch.Tensor | None = None
+    self_hsic: torch.Tensor | None = None
+    degenerate: str | None = None
+    # Engine route: the self term when the engine computed it later (see all_pairs.engine_norms).
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _linear_state(
     X: torch.Tensor, *, unbiased: bool, normalise: bool = True, route: str | None = None
 ) -> LinearState:
-    """Centre once, pick the route (``route`` forces it, for tests), and cache the self term."""
+    """Pick the route (``route`` forces it, for tests), centre once, and cache the self term."""
     n, p = X.shape
-    route = route or ("feature" if n > p else "gram")
-    Xc = k.centre(X)
-    if route == "feature":
-        state = LinearState(n, Xc, None, Xc.square().sum(dim=1) if unbiased else None, None, None)
-    else:
-        state = LinearState(n, None, k.centre_gram(Xc @ Xc.T, unbiased), None, None, None)
+    if route is None:
+        engine = not unbiased and not X.requires_grad and n > p
+        route = "engine" if engine else ("features" if n > p else "gram")
+    if route == "engine":
+        amax, acc = max_abs(X), accumulation_dtype(X.device)
+        # The exponent is the engine's own rule. HSIC needs no self term; CKA's is left to the
+        # engine's pass over all pairs unless the layer may be constant, which must be known now.
+        if not normalise or certainly_varies(X, amax, acc):
+            return LinearState(n, route, X, scale_exponent(amax, acc), amax)
+        self_norm, constant, e = self_moments(X, amax)
+        return LinearState(n, route, X, e, amax, self_norm, degenerate=CONSTANT if constant else None)
+    c = centred(X.to(accumulation_dtype(X.device)))
+    data = c.xc if route == "features" else k._centre_gram(k._linear(c.xc), unbiased)
+    state = LinearState(n, route, data, c.exponent)
     if not normalise:  # unnormalised HSIC is well defined (0) for a constant representation
         return state
-    reason = k.constant_reason(X, Xc)
-    if reason is not None:
-        return replace(state, degenerate=reason)
-    self_hsic = _linear_cross(state, state, unbiased)
+    if c.constant:
+        return replace(state, degenerate=CONSTANT)
+    self_hsic = _inner(state, state, unbiased)
     # The U-centred Gram vanishes when K is additive off the diagonal (K_ij = f_i + f_j + c),
     # e.g. n - 1 identical examples and one other: HSIC_1 sees no dependence structure at all.
-    if unbiased and self_hsic <= _rank_floor(n, X.dtype) * Xc.detach().square().sum() ** 2:
-        reason = "has zero unbiased self-HSIC (its Gram matrix is additive off the diagonal)"
-    return replace(state, self_hsic=self_hsic, degenerate=reason)
+    if unbiased and self_hsic <= _rank_floor(n, c.xc.dtype) * c.xc.detach().square().sum() ** 2:
+        return replace(state, degenerate=ZERO_UNBIASED)
+    return replace(state, self_hsic=self_hsic)
 
 
-def _linear_cross(px: LinearState, py: LinearState, unbiased: bool) -> torch.Tensor:
-    """``<K_c, L_c>`` in the estimator's scaling, by the cheapest route the two states allow."""
-    if px.features is not None and py.features is not None:
-        cross = px.features.T @ py.features
-        xty = k.frobenius_dot(cross, cross)
-        return k.debiased_dot(xty, px.sq_rows, py.sq_rows, px.n) if unbiased else xty
-    if px.gram is not None and py.gram is not None:
-        return k.frobenius_dot(px.gram, py.gram)
-    f, g = (px.features, py.gram) if px.features is not None else (py.features, px.gram)
+def _dense(state: LinearState, unbiased: bool) -> LinearState:
+    """An engine state as a dense feature state (for a pair with a Gram-route partner)."""
+    return _linear_state(state.data, unbiased=unbiased, route="features") if state.route == "engine" else state
+
+
+def _inner(px: LinearState, py: LinearState, unbiased: bool) -> torch.Tensor:
+    """``<K_c, L_c>`` in the estimator's scaling, by the cheapest route two dense states allow."""
+    if px.route == "features" and py.route == "features":
+        return core.feature_inner(px.data, py.data, debiased=unbiased)
+    if px.route == "gram" and py.route == "gram":
+        return core.frobenius(px.data, py.data)
+    f, g = (px.data, py.data) if px.route == "features" else (py.data, px.data)
     # <K_c, G> = <F F^T, G> because G (double- or U-centred) has zero row sums and, U-centred,
     # a zero diagonal: centring F F^T changes only terms that G annihilates. O(n^2 p), no F F^T.
-    return k.frobenius_dot(f, g @ f)
+    return core.frobenius(f, g @ f)
 
 
 def _linear_cka_score(px: LinearState, py: LinearState, *, name: str, unbiased: bool) -> torch.Tensor:
     _raise_if_degenerate(name, x=px, y=py)
-    cross = _linear_cross(px, py, unbiased)
-    return k.normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if unbiased else 0.0)
+    if px.route == "engine" and py.route == "engine":
+        c, sx, sy = engine_norms([px], [py], selfs=True)
+        return cka_from_norms(name, c, sx, sy, rounding=torch.float64)[0, 0]
+    px, py = _dense(px, unbiased), _dense(py, unbiased)
+    value = core.cka_ratio(_inner(px, py, unbiased), px.self_hsic, py.self_hsic)
+    return check_range(name, value, lower=_lower(unbiased))
 
 
 def _linear_hsic_score(px: LinearState, py: LinearState) -> torch.Tensor:
-    return _linear_cross(px, py, unbiased=False) / (px.n - 1) ** 2
+    if px.route == "engine" and py.route == "engine":
+        c, _, _ = engine_norms([px], [py], selfs=False)
+        return hsic_from_norm("linear_hsic", c[0, 0], px.exponent + py.exponent, px.n)
+    px = _linear_state(px.data, unbiased=False, normalise=False, route="features") if px.route == "engine" else px
+    py = _linear_state(py.data, unbiased=False, normalise=False, route="features") if py.route == "engine" else py
+    return hsic_from_inner("linear_hsic", _inner(px, py, False), px.exponent + py.exponent, px.n)
 
 
-def _linear_cka_measure(name: str, unbiased: bool) -> Measure:
+def _linear_cka_measure(unbiased: bool) -> Measure:
+    name = "linear_cka_debiased" if unbiased else "linear_cka"
     score = partial(_linear_cka_score, name=name, unbiased=unbiased)
     return Measure(
         name=name,
@@ -377,17 +540,18 @@ def _linear_cka_measure(name: str, unbiased: bool) -> Measure:
         min_n=4 if unbiased else 2,
         # all layer pairs from one concatenated GEMM (biased estimator only)
         matrix_fn=None if unbiased else partial(linear_state_matrix, name=name, score=score, normalise=True),
+        keep_float=not unbiased,
     )
 
 
 @register("linear_cka")
 def _linear_cka_factory() -> Measure:
-    return _linear_cka_measure("linear_cka", unbiased=False)
+    return _linear_cka_measure(unbiased=False)
 
 
 @register("linear_cka_debiased")
 def _linear_cka_debiased_factory() -> Measure:
-    return _linear_cka_measure("linear_cka_debiased", unbiased=True)
+    return _linear_cka_measure(unbiased=True)
 
 
 @register("linear_hsic")
@@ -399,10 +563,19 @@ def _linear_hsic_factory() -> Measure:
         symmetric=True,
         min_n=2,
         matrix_fn=partial(linear_state_matrix, name="linear_hsic", score=_linear_hsic_score, normalise=False),
+        keep_float=True,
     )
 
 
 # --------------------------------------------------------------------------- RBF CKA
+
+
+def _zero_unbiased_rbf(sigma: float) -> str:
+    return (
+        f"has zero unbiased self-HSIC with the RBF kernel at sigma={sigma:g}: the kernel carries no "
+        "dependence structure (for a very small sigma every off-diagonal entry underflows to 0); "
+        "use a larger sigma"
+    )
 
 
 @dataclass(frozen=True)
@@ -410,20 +583,22 @@ class RBFState:
     """A representation prepared for ``rbf_cka``.
 
     Either ``gram`` (the centred Gram, n <= RBF_DENSE_MAX_N) is stored, or what recomputes any
-    block of rows of it: centred features, their squared row norms, ``scale = 2 s^2`` and the
-    centring offsets ``a`` (``K_c[i, j] = K[i, j] - a_i - a_j``).
+    block of rows of it: centred features, their squared row norms, the median squared distance
+    (the bandwidth is ``2 sigma^2 median``) and the centring offsets ``a``
+    (``K_c[i, j] = K[i, j] - a_i - a_j``).
     """
 
     n: int
     rows: int  # rows per block when scoring (n when the Gram is stored)
     unbiased: bool
-    gram: torch.Tensor | None
-    features: torch.Tensor | None
-    sq_norms: torch.Tensor | None
-    scale: torch.Tensor | None
-    offsets: torch.Tensor | None
-    self_hsic: torch.Tensor | None
-    degenerate: str | None
+    sigma: float
+    gram: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    sq_norms: torch.Tensor | None = None
+    median: torch.Tensor | None = None
+    offsets: torch.Tensor | None = None
+    self_hsic: torch.Tensor | None = None
+    degenerate: str | None = None
 
 
 def _rbf_state(
@@ -438,46 +613,46 @@ def _rbf_state(
     n = X.shape[0]
     blockwise = block_size is not None or n > RBF_DENSE_MAX_N
     rows = block_size or k.block_rows(n)
-    empty = RBFState(n, rows, unbiased, None, None, None, None, None, None, None)
-    Xc = k.centre(X)
-    reason = k.constant_reason(X, Xc)
-    if reason is not None:
-        return replace(empty, degenerate=reason)
+    empty = RBFState(n, rows, unbiased, sigma)
+    c = centred(X)
+    if c.constant:
+        return replace(empty, degenerate=CONSTANT)
+    Xc = c.xc
     sq_norms = Xc.square().sum(dim=1)
     median = k.median_sq_dist(Xc, sq_norms, rows=rows, sample_size=sample_size)
     if median <= 0:
-        return replace(
-            empty,
-            degenerate="has median squared distance 0 (more than half of the n^2 pairs of examples "
-            "coincide), so the RBF bandwidth sigma^2 * median is 0",
-        )
-    scale = 2 * sigma**2 * median
-    # K_ii = exp(0) = 1 exactly, so the zero-diagonal row sums the U-centring needs are row sums - 1.
-    diagonal = 1.0 if unbiased else 0.0
+        return replace(empty, degenerate=k.ZERO_MEDIAN)
+    # The U-centring needs row sums without the diagonal K_ii (a known constant).
+    diagonal = k.rbf_diagonal(sigma) if unbiased else 0.0
     if not blockwise:
-        K = k.rbf_block(Xc, sq_norms, scale, 0, n)
+        K = k.rbf_block(Xc, sq_norms, median, sigma, 0, n)
         gram = k.centre_block(K, k.centring_offsets(K.sum(dim=1) - diagonal, n, unbiased), 0, unbiased)
-        return replace(empty, rows=n, gram=gram, self_hsic=k.frobenius_dot(gram, gram))
-    # Blockwise, only the upper triangle is computed (blocks [s:e, s:]): half the work of full rows.
-    blocks = ((s, e, k.rbf_block(Xc, sq_norms, scale, s, e)) for s, e in k.row_blocks(n, rows))
-    row_sums = k.upper_row_sums(blocks, n, like=Xc)
-    state = replace(
-        empty,
-        features=Xc,
-        sq_norms=sq_norms,
-        scale=scale,
-        offsets=k.centring_offsets(row_sums - diagonal, n, unbiased),
-    )
-    centred = (_rbf_centred_block(state, s, e) for s, e in k.row_blocks(n, rows))
-    self_hsic = sum(k.symmetric_block_dot(B, B) for B in centred)
-    return replace(state, self_hsic=self_hsic)
+        state = replace(empty, rows=n, gram=gram, self_hsic=core.frobenius(gram, gram))
+    else:
+        # Blockwise, only the upper triangle is computed (blocks [s:e, s:]): half the work of full rows.
+        blocks = ((s, e, k.rbf_block(Xc, sq_norms, median, sigma, s, e)) for s, e in k.row_blocks(n, rows))
+        row_sums = k.upper_row_sums(blocks, n, like=Xc)
+        state = replace(
+            empty,
+            features=Xc,
+            sq_norms=sq_norms,
+            median=median,
+            offsets=k.centring_offsets(row_sums - diagonal, n, unbiased),
+        )
+        centred_blocks = (_rbf_centred_block(state, s, e) for s, e in k.row_blocks(n, rows))
+        state = replace(state, self_hsic=sum(k.symmetric_block_dot(B, B) for B in centred_blocks))
+    # Entries of K (or of 2 sigma^2 (K - 1)) are O(1), so an HSIC_1 below the rounding floor of n^2
+    # such terms is a zero: typically a sigma so small that K is the identity to the last bit.
+    if unbiased and state.self_hsic <= _rank_floor(n, Xc.dtype) * n:
+        return replace(empty, degenerate=_zero_unbiased_rbf(sigma))
+    return state
 
 
 def _rbf_centred_block(state: RBFState, start: int, stop: int) -> torch.Tensor:
     """Block ``[start:stop, start:]`` of the centred Gram: sliced when stored, else recomputed."""
     if state.gram is not None:
         return state.gram[start:stop, start:]
-    K = k.rbf_block(state.features, state.sq_norms, state.scale, start, stop)
+    K = k.rbf_block(state.features, state.sq_norms, state.median, state.sigma, start, stop)
     return k.centre_block(K, state.offsets, start, state.unbiased)
 
 
@@ -488,7 +663,7 @@ def _rbf_cka_score(px: RBFState, py: RBFState, *, name: str) -> torch.Tensor:
         k.symmetric_block_dot(_rbf_centred_block(px, s, e), _rbf_centred_block(py, s, e))
         for s, e in k.row_blocks(px.n, rows)
     )
-    return k.normalised(name, cross, px.self_hsic, py.self_hsic, lower=-1.0 if px.unbiased else 0.0)
+    return check_range(name, core.cka_ratio(cross, px.self_hsic, py.self_hsic), lower=_lower(px.unbiased))
 
 
 def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> torch.Tensor:
@@ -509,15 +684,12 @@ def _rbf_cka_matrix(pa: list[RBFState], pb: list[RBFState], *, name: str) -> tor
         cross = cross + 2 * A.flatten(1) @ B.flatten(1).T - A[:, :, :lead].flatten(1) @ B[:, :, :lead].flatten(1).T
     self_a = torch.stack([st.self_hsic for st in pa])
     self_b = torch.stack([st.self_hsic for st in pb])
-    return k.normalised(name, cross, self_a[:, None], self_b[None, :], lower=-1.0 if pa[0].unbiased else 0.0)
+    value = core.cka_ratio(cross, self_a[:, None], self_b[None, :])
+    return check_range(name, value, lower=_lower(pa[0].unbiased))
 
 
-@register("rbf_cka")
-def _rbf_cka_factory(*, sigma: float = 0.8, debiased: bool = False, block_size: int | None = None) -> Measure:
-    sigma = _check_real("rbf_cka", "sigma", sigma)
-    debiased = _check_bool("rbf_cka", "debiased", debiased)
-    if block_size is not None:
-        block_size = _check_int("rbf_cka", "block_size", block_size, least=1)
+@register("rbf_cka", sigma=(k.SIGMA, 0.8), debiased=(Flag(), False), block_size=(Maybe(Int(1)), None))
+def _rbf_cka_factory(*, sigma: float, debiased: bool, block_size: int | None) -> Measure:
     return Measure(
         name="rbf_cka",
         prepare_fn=partial(_rbf_state, sigma=sigma, unbiased=debiased, block_size=block_size),
@@ -525,7 +697,6 @@ def _rbf_cka_factory(*, sigma: float = 0.8, debiased: bool = False, block_size: 
         matrix_fn=partial(_rbf_cka_matrix, name="rbf_cka"),
         symmetric=True,
         min_n=4 if debiased else 2,
-        params={"sigma": sigma, "debiased": debiased, "block_size": block_size},
     )
 
 
@@ -545,27 +716,26 @@ class MinibatchState:
 
 def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: int, seed: int) -> MinibatchState:
     n = X.shape[0]
-    Xc = k.centre(X)
-    reason = k.constant_reason(X, Xc)
-    if reason is not None:
-        return MinibatchState(n, (), None, reason)
+    c = centred(X)
+    if c.constant:
+        return MinibatchState(n, (), None, CONSTANT)
     # The shuffle depends only on (n, seed), so x and y get the same minibatches.
     perm = torch.randperm(n, generator=torch.Generator(device="cpu").manual_seed(seed)).to(X.device)
     grams, scale = [], 0.0
     for b, idx in enumerate(torch.tensor_split(perm, n // batch_size)):
-        B, m = k.centre(Xc[idx]), idx.numel()
+        B, m = centre(c.xc[idx]), idx.numel()
         if kernel == "linear":
-            K = B @ B.T
+            K = k._linear(B)
         else:
             sq_norms = B.square().sum(dim=1)
             median = k.median_sq_dist(B, sq_norms, rows=m)
             if median <= 0:
                 reason = f"has median squared distance 0 in minibatch {b}, so the RBF bandwidth is 0"
                 return MinibatchState(n, (), None, reason)
-            K = k.rbf_block(B, sq_norms, 2 * sigma**2 * median, 0, m)
-        grams.append(k.centre_gram(K, unbiased=True) / math.sqrt(m * (m - 3)))
+            K = k.rbf_block(B, sq_norms, median, sigma, 0, m)
+        grams.append(k._centre_gram(K, unbiased=True) / math.sqrt(m * (m - 3)))
         scale = scale + K.detach().square().sum() / (m * (m - 3))
-    self_hsic = sum(k.frobenius_dot(g, g) for g in grams)
+    self_hsic = sum(core.frobenius(g, g) for g in grams)
     if self_hsic <= _rank_floor(batch_size, X.dtype) * scale:
         return MinibatchState(n, (), None, "has zero unbiased self-HSIC in every minibatch")
     return MinibatchState(n, tuple(grams), self_hsic, None)
@@ -573,26 +743,22 @@ def _minibatch_state(X: torch.Tensor, *, kernel: str, sigma: float, batch_size: 
 
 def _minibatch_cka_score(px: MinibatchState, py: MinibatchState) -> torch.Tensor:
     _raise_if_degenerate("minibatch_cka", x=px, y=py)
-    cross = sum(k.frobenius_dot(gx, gy) for gx, gy in zip(px.grams, py.grams))
-    return k.normalised("minibatch_cka", cross, px.self_hsic, py.self_hsic, lower=-1.0)
+    cross = sum(core.frobenius(gx, gy) for gx, gy in zip(px.grams, py.grams))
+    return check_range("minibatch_cka", core.cka_ratio(cross, px.self_hsic, py.self_hsic), lower=-1.0)
 
 
-@register("minibatch_cka")
-def _minibatch_cka_factory(
-    *, kernel: str = "linear", sigma: float = 0.8, batch_size: int | None = None, seed: int = 0
-) -> Measure:
-    if kernel not in KERNELS:
-        raise UnknownNameError(f"minibatch_cka: unknown kernel {kernel!r}; available: {', '.join(KERNELS)}")
-    sigma = _check_real("minibatch_cka", "sigma", sigma)
-    if batch_size is None:
-        raise ConfigError("minibatch_cka: batch_size is required (examples per minibatch, >= 4)")
-    batch_size = _check_int("minibatch_cka", "batch_size", batch_size, least=4)
-    seed = _check_int("minibatch_cka", "seed", seed, least=0)
+@register(
+    "minibatch_cka",
+    kernel=(Choice(*KERNELS), "linear"),
+    sigma=(k.SIGMA, 0.8),
+    batch_size=(Int(4), REQUIRED),
+    seed=(Int(0), 0),
+)
+def _minibatch_cka_factory(*, kernel: str, sigma: float, batch_size: int, seed: int) -> Measure:
     return Measure(
         name="minibatch_cka",
         prepare_fn=partial(_minibatch_state, kernel=kernel, sigma=sigma, batch_size=batch_size, seed=seed),
         score_fn=_minibatch_cka_score,
         symmetric=True,
         min_n=batch_size,
-        params={"kernel": kernel, "sigma": sigma, "batch_size": batch_size, "seed": seed},
     )

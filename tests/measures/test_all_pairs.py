@@ -1,4 +1,4 @@
-"""All-layer-pairs linear CKA (``linear_cka_matrix`` and ``Measure.matrix_fn``) vs a plain per-pair loop."""
+"""The every-pair engine (``linear_cka_matrix``, ``Measure.matrix_fn``, compare) vs a plain per-pair loop."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from layer_sim import linear_cka_matrix
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
-from layer_sim.measures import _fast, get
+from layer_sim.measures import all_pairs, get
 
 
 def plain_cka(x, y):
@@ -44,7 +44,7 @@ def test_matrix_equals_per_pair_loop(n, widths):
 
 def test_chunked_merge_with_large_offset(monkeypatch):
     # Tiny chunks force many Chan merges; a +1e4 common offset would wreck raw sums.
-    monkeypatch.setattr(_fast, "_CHUNK_BYTES", 8 * 64 * 37)
+    monkeypatch.setattr(all_pairs, "_CHUNK_BYTES", 8 * 64 * 37)
     xs = relu_layers(500, (20, 16, 12), 2, offset=1e4)
     ys = relu_layers(500, (20, 9, 30), 3, offset=-3e4)
     expected = plain_matrix([x - 1e4 for x in xs], [y + 3e4 for y in ys])  # centring removes the offset
@@ -78,7 +78,7 @@ def test_torch_backend_equals_numpy_backend(monkeypatch):
     xs = relu_layers(200, (10, 15, 25), 7)
     ys = relu_layers(200, (10, 5), 8)
     numpy_route = linear_cka_matrix(xs, ys)
-    monkeypatch.setattr(_fast, "_CPU_BACKEND", "torch")
+    monkeypatch.setattr(all_pairs, "_CPU_BACKEND", "torch")
     np.testing.assert_allclose(linear_cka_matrix(xs, ys), numpy_route, rtol=0, atol=1e-13)
 
 
@@ -89,12 +89,12 @@ def test_matrix_fn_on_prepared_states_equals_score(name, normalise):
     ys = relu_layers(300, (10, 6, 30), 10)
     pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
     for a, b in ((pa, pb), (pa, pa)):  # cross GEMM, and the symmetric (SYRK) case
-        got = _fast.linear_state_matrix(a, b, name=name, score=m.score, normalise=normalise).numpy()
+        got = all_pairs.linear_state_matrix(a, b, name=name, score=m.score, normalise=normalise).numpy()
         want = np.array([[float(m.score(s, t)) for t in b] for s in a])
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     if normalise:
         np.testing.assert_allclose(
-            _fast.linear_state_matrix(pa, pb, name=name, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
+            all_pairs.linear_state_matrix(pa, pb, name=name, score=m.score, normalise=True).numpy(), plain_matrix(xs, ys), atol=1e-12
         )
 
 
@@ -129,3 +129,63 @@ def test_compare_uses_matrix_fn_and_matches_plain_loop():
     both = compare(dict(zip("ab", xs)))  # b=None: the symmetric (SYRK) product
     np.testing.assert_allclose(both.values, plain_matrix(xs, xs), rtol=0, atol=1e-12)
 
+
+
+def test_compare_runs_one_engine_pass_on_the_raw_layers(monkeypatch):
+    # The registry's linear CKA keeps each validated layer as it is (float32 stays float32, no copy)
+    # and compare's matrix_fn runs one engine pass for all pairs, self terms included: the work of
+    # linear_cka_matrix. prepare only proves from a few rows that no layer is constant.
+    from layer_sim import compare
+
+    xs = [torch.from_numpy(x.astype(np.float32)) for x in relu_layers(400, (12, 30, 9, 20), 14)]
+    ys = [torch.from_numpy(y.astype(np.float32)) for y in relu_layers(400, (12, 25, 7), 15)]
+    m = get("linear_cka")
+    state = m.prepare(xs[0])
+    assert state.route == "engine" and state.data.dtype == torch.float32 and state.data.data_ptr() == xs[0].data_ptr()
+    passes = []
+    real = all_pairs._CoMoments.update
+    monkeypatch.setattr(all_pairs._CoMoments, "update", lambda self, *a, **k: passes.append(1) or real(self, *a, **k))
+    s = compare(dict(zip("abc", xs)), dict(zip("de", ys)), measure="linear_cka")
+    assert len(passes) == 1
+    ref = plain_matrix([x.numpy() for x in xs], [y.numpy() for y in ys])
+    np.testing.assert_allclose(s.values, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(s.values, linear_cka_matrix(xs, ys).numpy(), rtol=0, atol=1e-13)
+    # layer_identification reuses prepared layers across pairs: self terms are computed once
+    pa = [m.prepare(x) for x in xs]
+    pb = [m.prepare(y) for y in ys]
+    passes.clear()
+    first = m.matrix_fn(pa, pb)
+    assert all("self_norm" in st.cache for st in pa + pb)
+    np.testing.assert_array_equal(m.matrix_fn(pa, pb).numpy(), first.numpy())
+    np.testing.assert_allclose(m.matrix_fn(pa, pa).numpy(), plain_matrix(*[[x.numpy() for x in xs]] * 2), atol=1e-12)
+    assert len(passes) == 3
+
+
+def test_a_layer_not_proven_varying_gets_the_exact_test_in_prepare():
+    # Every row the certificate samples (9 evenly spaced ones) equals row 0, and only row 1
+    # differs: prepare cannot prove the layer varies from the sample, so it runs the exact test
+    # (and computes the self term) instead of leaving both to the engine.
+    x = np.tile(np.random.default_rng(18).standard_normal(4), (50, 1))
+    x[1] += 1e-3
+    m = get("linear_cka")
+    state = m.prepare(x)
+    assert state.self_norm is not None and state.degenerate is None  # the exact test: not constant
+    assert m.prepare(np.zeros((50, 4))).degenerate.startswith("is constant")
+    assert m.prepare(np.random.default_rng(0).standard_normal((50, 4))).self_norm is None  # deferred
+    y = np.random.default_rng(19).standard_normal((50, 3))
+    assert m(x, y) == pytest.approx(plain_cka(x, y), abs=1e-12)
+
+
+def test_matrix_fn_with_gram_route_layers_equals_the_plain_loop():
+    # n = 30 < 40: the wide layer is prepared on the Gram route, so the matrix falls back to pairs.
+    xs = relu_layers(30, (6, 5, 40), 16)
+    ys = relu_layers(30, (6, 8), 17)
+    for name in ("linear_cka", "linear_hsic"):
+        m = get(name)
+        pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
+        assert [s.route for s in pa] == ["engine", "gram"]
+        got = m.matrix_fn(pa, pb).numpy()
+        want = plain_matrix(xs, ys) if name == "linear_cka" else np.array(
+            [[np.linalg.norm((x - x.mean(0)).T @ (y - y.mean(0))) ** 2 / 29**2 for y in ys] for x in xs]
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
