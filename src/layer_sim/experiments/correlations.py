@@ -113,7 +113,14 @@ _DECLARED = {
 
 @dataclass(frozen=True)
 class CorrelationRun:
-    """One network of the design: its hyperparameters, seed and training length (a unit spec)."""
+    """One network of the design: its hyperparameters, seed and training length (a unit spec).
+
+    Examples
+    --------
+    >>> run = CorrelationRun(skip=True, shift=2, batch_size=128, lr=0.03, momentum=0.9, seed=4)
+    >>> run.variables()
+    {'skip': 1.0, 'augmentation': 1.0, 'batch_size': 128.0, 'lr': 0.03, 'momentum': 0.9}
+    """
 
     skip: bool
     shift: int
@@ -206,7 +213,7 @@ def correlation_unit(spec: dict, context) -> UnitResult:
     model = MLP(WIDTHS, skip=run.skip, seed=run.seed)
     recipe = Recipe(optimizer="sgd", lr=run.lr, momentum=run.momentum, weight_decay=0.0, batch_size=run.batch_size,
                     epochs=run.epochs, schedule="constant", warmup_epochs=0.0, shift=run.shift)  # fmt: skip
-    result = fit(model, task, recipe, seed=run.seed, device=context.device)
+    result = fit(model, task, recipe, seed=run.seed, device=context.device, progress=False)  # the sweep has the bar
     recorder = AlignmentRecorder(probes=probe_sets(task, size=run.probe_size))
     steps = math.ceil(len(task.train[1]) / run.batch_size) * run.epochs
     recorder.record_probes(model, epoch=run.epochs, step=steps)

@@ -139,6 +139,12 @@ class PairRun:
         Train on the first ``limit_train`` images of the pair only (None: all, as S2).
     snapshot_every : int, default=0
         Save the weights at initialisation and every ``snapshot_every`` epochs (0: never).
+
+    Examples
+    --------
+    >>> run = PairRun(pair=(2, 7), lr=0.1, readout_lr=0.001, seed=0, epochs=5)
+    >>> run.label, PairRun.from_spec(run.to_spec()) == run
+    ('[2 7] lr 0.1 / readout 0.001, seed 0', True)
     """
 
     pair: tuple[int, int]
@@ -365,7 +371,9 @@ def pair_unit(spec: dict, context) -> UnitResult:
     run = PairRun.from_spec(spec)
     out = Path(context.output_dir)
     cpu = time.process_time()
-    result = run_pair(run, device=context.device, snapshot_dir=out / "snapshots" if run.snapshot_every else None)
+    # No bar per unit: the sweep draws one for all units (and a pool's workers share the terminal).
+    result = run_pair(run, device=context.device, snapshot_dir=out / "snapshots" if run.snapshot_every else None,
+                      progress=False)  # fmt: skip
     payload = history_csv_gz(result.history)
     atomic_write(out / "history.csv.gz", lambda fh: fh.write(payload))
     artefacts = {"history": "history.csv.gz"}

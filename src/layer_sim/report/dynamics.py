@@ -139,6 +139,21 @@ def _csv_bytes(rows: Sequence[dict], columns: Sequence[str]) -> bytes:
     return text.getvalue().encode()
 
 
+def _write_history(fh, records) -> None:
+    """Every run's ``history.csv.gz`` artefact, prefixed with the run's columns, streamed into one gzip file
+    (row by row: S2's 3000 epochs make tens of millions of rows)."""
+    with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz, io.TextIOWrapper(gz, newline="", encoding="utf-8") as text:
+        writer = csv.writer(text)
+        writer.writerow(["pair", "lr", "readout_lr", "seed", "step", "epoch", "layer", "split", "measure", "value"])
+        for r in records:
+            prefix = [f"{r.run.pair[0]}-{r.run.pair[1]}", r.run.lr, r.run.readout_lr, r.run.seed]
+            with gzip.open(r.artefacts["history"], "rt", newline="") as source:
+                reader = csv.reader(source)
+                next(reader)
+                for line in reader:
+                    writer.writerow(prefix + line)
+
+
 def write_study(result: StudyResult, directory, *, figures: bool = True) -> list[Path]:
     """Write a study's tables and figures under ``directory``; returns the paths written.
 
@@ -157,17 +172,7 @@ def write_study(result: StudyResult, directory, *, figures: bool = True) -> list
     payload = _csv_bytes(rows, columns)
     atomic_write(out / "epochs.csv", lambda fh: fh.write(payload))
     written.append(out / "epochs.csv")
-    history = io.StringIO(newline="")
-    writer = csv.writer(history)
-    writer.writerow(["pair", "lr", "readout_lr", "seed", "step", "epoch", "layer", "split", "measure", "value"])
-    for r in result.records:
-        with gzip.open(r.artefacts["history"], "rt", newline="") as fh:
-            reader = csv.reader(fh)
-            next(reader)
-            prefix = [f"{r.run.pair[0]}-{r.run.pair[1]}", r.run.lr, r.run.readout_lr, r.run.seed]
-            writer.writerows(prefix + line for line in reader)
-    payload = gzip.compress(history.getvalue().encode(), mtime=0)
-    atomic_write(out / "history.csv.gz", lambda fh: fh.write(payload))
+    atomic_write(out / "history.csv.gz", lambda fh: _write_history(fh, result.records))
     written.append(out / "history.csv.gz")
     finals = final_records(result)
     written += write_table(finals, out, stem="final", columns=list(finals[0]), digits=4)
