@@ -44,6 +44,9 @@ RESULTS = {
     "layer_sim.experiments.learning_dynamics": ["PairRunResult", "PairRecord", "StudyResult"],
     "layer_sim.experiments.correlations": ["CorrelationResult"],
     "layer_sim.analysis.correlation": ["Correlation"],
+    "layer_sim.experiments.seeds": ["SeedsResult"],
+    "layer_sim.experiments.pruning": ["PruningStudyResult", "NetworkRow", "ParameterRow", "SimilarityRow"],
+    "layer_sim.experiments.gradient_study": ["GradientStudyResult", "IdentificationRow"],
 }
 VIEW_METHODS = {"plot", "save", "load", "write", "savefig", "show", "to_csv", "to_json", "to_markdown"}
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from layer_sim.data import digit_pair_task
-from layer_sim.errors import ConfigError, LayerSimError, TrainingDivergedError, UnknownNameError
+from layer_sim.errors import ConfigError, TrainingDivergedError, UnitsFailedError, UnknownNameError
 from layer_sim.experiments import learning_dynamics as ld
 from layer_sim.runs import SweepInterrupted
 from layer_sim.store import Store
@@ -122,7 +122,7 @@ def test_a_failed_run_is_reported_and_the_others_are_kept(tmp_path, monkeypatch)
         return real(run, **kw)
 
     monkeypatch.setattr(ld, "run_pair", diverging)
-    with pytest.raises(LayerSimError, match=r"study: 1 of 2 runs failed, e\.g\. .*training diverged"):
+    with pytest.raises(UnitsFailedError, match=r"dynamics: 1 of 2 units of stage 1 failed \(first: .*training diverged"):
         ld.study(runs, tmp_path / "results.sqlite")
     with Store(tmp_path / "results.sqlite") as db:
         assert sorted(db.runs().status) == ["done", "failed"]

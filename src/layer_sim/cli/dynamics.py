@@ -9,15 +9,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import DataDir, Device, Seeds, output_option, parse_seeds, writable_dir
-from layer_sim.cli.runs import (
+from layer_sim.cli._shared import (
     DEFAULT_BACKEND,
     DEFAULT_WORKERS,
     BackendOption,
+    DataDir,
+    Device,
     RayAddressOption,
+    Seeds,
     StoreOption,
     WorkersOption,
+    command_line,
+    output_option,
+    parse_seeds,
     store_path,
+    writable_dir,
 )
 from layer_sim.errors import ConfigError
 
@@ -95,6 +101,7 @@ def _print_finals(console, result, title: str) -> None:
 
 @app.command("run", epilog=RUN_EXAMPLE)
 def run_command(
+    ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, curves-<a>-<b>.png "
                                           "and the results store.")],
     protocol: Protocol = "report",
@@ -132,7 +139,7 @@ def run_command(
     runs = [PairRun(pair=pair, lr=lr, readout_lr=readout_lr, seed=s, protocol=protocol,
                     epochs=DEFAULT_SWEEP_EPOCHS if epochs is None else epochs, **fields) for s in parse_seeds(seeds)]
     console = Console()
-    result = _study(runs, output, store, workers, backend, ray_address, device, console)
+    result = _study(runs, output, store, workers, backend, ray_address, device, console, command_line(ctx))
     written = write_study(result, output)
     _print_finals(console, result, f"MNIST [{pair[0]} {pair[1]}], protocol {protocol}: epoch {runs[0].epochs}, "
                                            f"mean ± std over {len(runs)} seeds")
@@ -141,6 +148,7 @@ def run_command(
 
 @app.command("sweep", epilog=SWEEP_EXAMPLE)
 def sweep_command(
+    ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, figures and the "
                                           "results store.")],
     pairs: Annotated[str, typer.Option("--pairs", help="Digit pairs, e.g. 0-1,2-7,4-6,8-9.")] = "0-1,2-7,4-6,8-9",
@@ -186,7 +194,7 @@ def sweep_command(
                       full=full, **fields)  # fmt: skip
     console = Console()
     console.print(f"{len(runs)} runs ({runs[0].epochs} epochs each) under {output}")
-    result = _study(runs, output, store, workers, backend, ray_address, device, console)
+    result = _study(runs, output, store, workers, backend, ray_address, device, console, command_line(ctx))
     written = write_study(result, output)
     _print_finals(console, result, f"Epoch {runs[0].epochs}, mean ± std over seeds")
     console.print(f"wrote {len(written)} files under {output}")
@@ -222,6 +230,7 @@ def snapshots_command(
 
 @app.command("correlations", epilog=CORRELATIONS_EXAMPLE)
 def correlations_command(
+    ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for table.md, correlations.*, runs.*, heatmap.png and the "
                                           "results store.")],
     full: Annotated[bool, typer.Option("--full", help="Two replicates of the design (216 runs), 10 epochs on all "
@@ -261,20 +270,20 @@ def correlations_command(
     console = Console()
     console.print(f"{len(design)} runs ({design[0].epochs} epochs each) under {output}")
     executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    result = correlation_study(design, store_path(store, output), executor, n_boot=n_boot, device=device or "cpu",
-                               progress=None, log=console.print)  # fmt: skip
+    result = correlation_study(design, store_path(store, output), executor, n_boot=n_boot, command=command_line(ctx),
+                               device=device or "cpu", progress=None, log=console.print)  # fmt: skip
     written = write_correlations(result, output)
     typer.echo(table_markdown(result))
     console.print(f"wrote {len(written)} files under {output}")
 
 
-def _study(runs, output, store, workers, backend, ray_address, device, console):
+def _study(runs, output, store, workers, backend, ray_address, device, console, command):
     from layer_sim.experiments.learning_dynamics import study
     from layer_sim.runs import make_executor
 
     executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
     # run_sweep logs each failed attempt and the summary line ("N units: d done, s skipped ...").
-    return study(runs, store_path(store, output), executor, device=device or "cpu", progress=None,
+    return study(runs, store_path(store, output), executor, command=command, device=device or "cpu", progress=None,
                  log=console.print)  # fmt: skip
 
 

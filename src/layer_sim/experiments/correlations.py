@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from layer_sim._options import Flag, Int, Maybe, Real, check_options
-from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
-from layer_sim.runs import Unit, UnitResult, run_sweep, unit_kind
+from layer_sim.errors import ConfigError, UnknownNameError
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.runs import Unit, UnitResult, unit_kind
 
 __all__ = [
     "CORRELATION_KIND",
@@ -42,6 +43,11 @@ __all__ = [
     "correlation_design",
     "correlation_unit",
     "correlation_study",
+    "NAME",
+    "CorrelationSpec",
+    "plan",
+    "collect",
+    "CORRELATIONS",
 ]
 
 #: The unit kind of one :class:`CorrelationRun`.
@@ -252,42 +258,95 @@ class CorrelationResult:
         return [{**dataclasses.asdict(run), **metrics} for run, metrics in self.runs]
 
 
-def correlation_study(runs: Sequence[CorrelationRun], store, executor=None, *, n_boot: int = 2000, seed: int = 0,
-                      device: str = "cpu", progress: bool | None = None,
-                      log: Callable[[str], Any] | None = None) -> CorrelationResult:  # fmt: skip
-    """Train every run not yet in ``store`` (resumable, any executor), then the correlation table.
+#: The correlation study's name in the experiment registry and the results store.
+NAME = "dynamics-correlations"
+
+
+@dataclass(frozen=True)
+class CorrelationSpec:
+    """What a correlation study runs: its :class:`CorrelationRun` s, and the bootstrap of its intervals.
+
+    Examples
+    --------
+    >>> spec = CorrelationSpec(tuple(correlation_design(runs=4)), n_boot=500)
+    >>> len(spec.runs), CorrelationSpec.from_dict(spec.to_dict()) == spec
+    (4, True)
+    """
+
+    runs: tuple[CorrelationRun, ...]
+    n_boot: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        runs = self.runs
+        if isinstance(runs, (str, bytes, dict)) or not isinstance(runs, Sequence) or len(runs) < 3 \
+                or not all(isinstance(r, CorrelationRun) for r in runs):  # fmt: skip
+            raise ConfigError("correlation_study: runs must be a list of at least 3 CorrelationRun")
+        object.__setattr__(self, "runs", tuple(runs))
+        check_options("CorrelationSpec", {"n_boot": Int(1), "seed": Int(0)}, {"n_boot": self.n_boot, "seed": self.seed})
+
+    def to_dict(self) -> dict:
+        return {"runs": [r.to_spec() for r in self.runs], "n_boot": self.n_boot, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CorrelationSpec:
+        if not isinstance(d, dict) or set(d) != {"runs", "n_boot", "seed"}:
+            raise ConfigError(f"CorrelationSpec.from_dict: unexpected keys in {d!r}")
+        return cls(tuple(CorrelationRun.from_spec(r) for r in d["runs"]), d["n_boot"], d["seed"])
+
+
+def plan(spec: CorrelationSpec) -> list[list[Unit]]:
+    """One stage: a :data:`CORRELATION_KIND` unit per run."""
+    return [[Unit(CORRELATION_KIND, r.to_spec()) for r in spec.runs]]
+
+
+def collect(store, spec: CorrelationSpec) -> CorrelationResult:
+    """The runs' outcomes read back from ``store`` and the correlation table over them (``summary`` None).
 
     Raises
     ------
-    LayerSimError
-        A run failed in every attempt (its error is in the store; calling again retries it).
+    IncompleteError
+        Some run is not done in the store.
     """
     from layer_sim.analysis.correlation import correlation_table
-    from layer_sim.store import Store
 
-    runs = list(runs)
-    if len(runs) < 3 or not all(isinstance(r, CorrelationRun) for r in runs):
-        raise ConfigError("correlation_study: runs must be a list of at least 3 CorrelationRun")
-    units = [Unit(CORRELATION_KIND, r.to_spec()) for r in runs]
-    summary = run_sweep(units, store, executor, device=device, progress=progress, log=log)
-    if summary.failed:
-        key, error = next(iter(summary.failures.items()))
-        raise LayerSimError(f"correlation_study: {summary.failed} of {summary.total} runs failed, e.g. {key[:12]}: "
-                            f"{error}; the others are stored, and running again retries the failed ones")
-    path = store.path if hasattr(store, "path") else store
-    with Store(path) as db:
-        long = db.metrics(kind=CORRELATION_KIND)
-    by_key = {k: dict(zip(g.name, g.value)) for k, g in long.groupby("key")}
-    pairs = tuple((run, by_key[unit.key]) for run, unit in zip(runs, units))
+    (units,) = plan(spec)
+    records = done_runs(store, units, what="correlation study")
+    pairs = tuple((run, dict(rec.metrics)) for run, rec in zip(spec.runs, records))
     columns = {name: [] for _, name in ROWS}
     for run, metrics in pairs:
         row = {**run.variables(), **metrics}
         for name in columns:
             columns[name].append(row[name])
-    table = correlation_table(columns, [v for _, v in ROWS], [v for _, v in COLUMNS], n_boot=n_boot, seed=seed)
+    table = correlation_table(columns, [v for _, v in ROWS], [v for _, v in COLUMNS], n_boot=spec.n_boot,
+                              seed=spec.seed)  # fmt: skip
     row_labels = {v: k for k, v in ROWS}
     col_labels = {v: k for k, v in COLUMNS}
     for rec in table:
         rec["row_label"], rec["col_label"] = row_labels[rec["row"]], col_labels[rec["col"]]
         rec["report_r"] = REPORT_TABLE_I[(rec["row_label"], rec["col_label"])]
-    return CorrelationResult(pairs, tuple(table), summary)
+    return CorrelationResult(pairs, tuple(table), None)
+
+
+#: The correlation study as a registered experiment (what ``layer-sim report`` collects and renders).
+CORRELATIONS = register_experiment(Experiment(NAME, CorrelationSpec.from_dict, plan, collect))
+
+
+def correlation_study(runs: Sequence[CorrelationRun], store, executor=None, *, n_boot: int = 2000, seed: int = 0,
+                      command: Sequence[str] | None = None, device: str = "cpu", progress: bool | None = None,
+                      log: Callable[[str], Any] | None = None) -> CorrelationResult:  # fmt: skip
+    """Train every run not yet in ``store`` as the experiment :data:`NAME` (resumable, any executor), then the table.
+
+    Raises
+    ------
+    UnitsFailedError
+        A run failed in every attempt (its error is in the store; calling again retries it).
+    """
+    from layer_sim.store import Store
+
+    spec = CorrelationSpec(runs, n_boot, seed)
+    (summary,) = run_experiment(CORRELATIONS, spec, store, executor, command=command, device=device,
+                                progress=progress, log=log)  # fmt: skip
+    path = store.path if hasattr(store, "path") else store
+    with Store(path) as db:
+        return dataclasses.replace(collect(db, spec), summary=summary)

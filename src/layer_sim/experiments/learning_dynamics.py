@@ -28,8 +28,9 @@ import torch
 
 from layer_sim._io import atomic_write
 from layer_sim._options import Choice, Int, Maybe, Real, check_options
-from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
-from layer_sim.runs import Unit, UnitResult, run_sweep, unit_kind
+from layer_sim.errors import ConfigError, UnknownNameError
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.runs import Unit, UnitResult, unit_kind
 
 __all__ = [
     "PROTOCOLS",
@@ -48,6 +49,11 @@ __all__ = [
     "StudyResult",
     "PairRecord",
     "study",
+    "NAME",
+    "DynamicsSpec",
+    "plan",
+    "collect",
+    "DYNAMICS",
     "DEFAULT_SWEEP_EPOCHS",
     "FULL_EPOCHS_PROBE_EVERY",
     "snapshot_alignment",
@@ -446,44 +452,94 @@ class StudyResult:
         return pd.DataFrame(self.epoch_rows())
 
 
-def study(runs: Sequence[PairRun], store, executor=None, *, device: str = "cpu", progress: bool | None = None,
-          log: LogFn | None = None) -> StudyResult:  # fmt: skip
-    """Run every :class:`PairRun` not yet done in the results ``store``, then read them all back.
+#: The study's name in the experiment registry and the results store (its report section's too).
+NAME = "dynamics"
 
-    Each run is a unit of :data:`PAIR_KIND` for :func:`~layer_sim.runs.run_sweep`: finished runs
-    are never trained again, so the same call after an interruption (Ctrl-C, a crash,
-    ``kill -9``) trains only what is missing, and ``executor`` (e.g.
-    ``runs.make_executor(workers=2)``) spreads them over processes or a Ray cluster.
+
+@dataclass(frozen=True)
+class DynamicsSpec:
+    """What a dynamics experiment trains: its :class:`PairRun` s (one configuration's seeds, or a sweep's grid).
+
+    Examples
+    --------
+    >>> spec = DynamicsSpec(tuple(sweep_runs(pairs=[(0, 1)], rates=[(0.1, 0.1)], seeds=[0, 1], epochs=3)))
+    >>> len(spec.runs), DynamicsSpec.from_dict(spec.to_dict()) == spec
+    (2, True)
+    """
+
+    runs: tuple[PairRun, ...]
+
+    def __post_init__(self) -> None:
+        runs = self.runs
+        if isinstance(runs, (str, bytes, dict)) or not isinstance(runs, Sequence) or not runs \
+                or not all(isinstance(r, PairRun) for r in runs):  # fmt: skip
+            raise ConfigError(f"DynamicsSpec: runs must be a non-empty sequence of PairRun, got {runs!r}")
+        object.__setattr__(self, "runs", tuple(runs))
+
+    def to_dict(self) -> dict:
+        return {"runs": [r.to_spec() for r in self.runs]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DynamicsSpec:
+        if not isinstance(d, dict) or set(d) != {"runs"}:
+            raise ConfigError(f"DynamicsSpec.from_dict: expected {{'runs': [...]}}, got {d!r}")
+        return cls(tuple(PairRun.from_spec(r) for r in d["runs"]))
+
+
+def plan(spec: DynamicsSpec) -> list[list[Unit]]:
+    """One stage: a :data:`PAIR_KIND` unit per run (independent of each other)."""
+    return [[Unit(PAIR_KIND, r.to_spec()) for r in spec.runs]]
+
+
+def collect(store, spec: DynamicsSpec) -> StudyResult:
+    """Every run of ``spec`` read back from ``store`` (read only; ``summary`` None).
 
     Raises
     ------
-    LayerSimError
+    IncompleteError
+        Some run is not done in the store (the message says how many, and to rerun).
+    """
+    (units,) = plan(spec)
+    with store.snapshot():
+        stored = done_runs(store, units, what="dynamics")
+        records = []
+        for run, rec in zip(spec.runs, stored):
+            epochs = store.history(rec.key, "epochs").to_dict("records")
+            epochs = tuple({k: _none_if_nan(v) for k, v in row.items()} for row in epochs)
+            records.append(PairRecord(run, rec.key, epochs, dict(rec.metrics),
+                                      {k: str(v) for k, v in rec.artefacts.items()}))  # fmt: skip
+    return StudyResult(tuple(records), None)
+
+
+#: The study as a registered experiment (what ``layer-sim report`` collects and renders).
+DYNAMICS = register_experiment(Experiment(NAME, DynamicsSpec.from_dict, plan, collect))
+
+
+def study(runs: Sequence[PairRun], store, executor=None, *, command: Sequence[str] | None = None,
+          device: str = "cpu", progress: bool | None = None, log: LogFn | None = None) -> StudyResult:  # fmt: skip
+    """Run every :class:`PairRun` not yet done in the results ``store`` as the experiment :data:`NAME`, then read them all back.
+
+    The runs are the stage of one :class:`DynamicsSpec` run by
+    :func:`~layer_sim.experiments.run_experiment` (recorded in the store with ``command``, so
+    ``layer-sim report`` renders it): each run is a unit of :data:`PAIR_KIND`, finished runs are
+    never trained again, so the same call after an interruption (Ctrl-C, a crash, ``kill -9``)
+    trains only what is missing, and ``executor`` (e.g. ``runs.make_executor(workers=2)``) spreads
+    them over processes or a Ray cluster.
+
+    Raises
+    ------
+    UnitsFailedError
         A run failed in every attempt (e.g. training diverged); the others are stored, the error
         of each failed run is in the store, and calling again retries only those.
     """
     from layer_sim.store import Store
 
-    runs = list(runs)
-    if not runs or not all(isinstance(r, PairRun) for r in runs):
-        raise ConfigError("study: runs must be a non-empty list of PairRun")
-    units = [Unit(PAIR_KIND, r.to_spec()) for r in runs]
-    summary = run_sweep(units, store, executor, device=device, progress=progress, log=log)
-    if summary.failed:
-        key, error = next(iter(summary.failures.items()))
-        raise LayerSimError(f"study: {summary.failed} of {summary.total} runs failed, e.g. {key[:12]}: {error}; "
-                            "the others are stored, and running again retries the failed ones")
+    spec = DynamicsSpec(runs)
+    (summary,) = run_experiment(DYNAMICS, spec, store, executor, command=command, device=device, progress=progress,
+                                log=log)  # fmt: skip
     path = store.path if hasattr(store, "path") else store
-    with Store(path) as db, db.snapshot():
-        metrics = db.metrics(kind=PAIR_KIND)
-        artefacts = db.artefacts()
-        records = []
-        for run, unit in zip(runs, units):
-            epochs = db.history(unit.key, "epochs").to_dict("records")
-            epochs = tuple({k: _none_if_nan(v) for k, v in row.items()} for row in epochs)
-            mine = metrics[metrics.key == unit.key]
-            records.append(PairRecord(run, unit.key, epochs, dict(zip(mine.name, mine.value)),
-                                      {k: str(v) for k, v in artefacts.get(unit.key, {}).items()}))  # fmt: skip
-    return StudyResult(tuple(records), summary)
+    with Store(path) as db:
+        return dataclasses.replace(collect(db, spec), summary=summary)
 
 
 def _none_if_nan(v):
