@@ -50,6 +50,8 @@ __all__ = [
     "PairRecord",
     "study",
     "NAME",
+    "S2_R01",
+    "S2_R01_RUN",
     "DynamicsSpec",
     "plan",
     "collect",
@@ -70,6 +72,17 @@ REPORT_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 7), (4, 6), (8, 9))
 REPORT_RATES: tuple[tuple[float, float], ...] = ((0.9, 0.09), (0.2, 0.1), (0.1, 0.1), (0.1, 0.01), (0.01, 0.001))
 #: S2's training length.
 REPORT_EPOCHS = 3000
+#: S2's recorded batch alignment ("Centered Kernel Alignment", the mean over an epoch's batches) of its
+#: public record ``records/different_lr_test/data/r01.json`` (glomerulus-lab/slow-feature-learning @
+#: 0ec572b; pair [0 1], hidden 2000, batch 200, lr 0.1, readout lr 0.1, one unnamed seed), at some
+#: of its first 100 epochs, rounded to 4 digits: ``{epoch: value}`` (it plateaus near 0.830 from epoch
+#: ~400).
+S2_R01: dict[int, float] = {1: 0.7818, 2: 0.7753, 3: 0.7707, 4: 0.7689, 5: 0.7688, 6: 0.7695, 8: 0.7689,
+                            10: 0.7709, 15: 0.7753, 20: 0.7785, 30: 0.7849, 40: 0.7915, 50: 0.7961, 60: 0.8002,
+                            70: 0.8038, 80: 0.8073, 90: 0.8099, 100: 0.8116}  # fmt: skip
+#: S2's r01 protocol as :class:`PairRun` fields (the runs :func:`layer_sim.report.dynamics.s2_comparison` compares).
+S2_R01_RUN: dict[str, Any] = {"pair": (0, 1), "lr": 0.1, "readout_lr": 0.1, "hidden": 2000, "batch_size": 200,
+                              "protocol": "report", "limit_train": None, "every": 1}  # fmt: skip
 #: The hidden layer of the report's network (what S2 records).
 HIDDEN = "act1"
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from layer_sim.experiments.correlations import COLUMNS, ROWS, CorrelationResult
+from layer_sim.experiments.correlations import COLUMNS, NAME, ROWS, WIDTHS, CorrelationResult
 from layer_sim.report.figures import save_figure
+from layer_sim.report.sections import ExperimentRecord, Table, Text, figure_block, section
 from layer_sim.report.tables import markdown_table, write_table
 
 __all__ = ["table_markdown", "heatmap_figure", "write_correlations"]
@@ -73,3 +74,21 @@ def write_correlations(result: CorrelationResult, directory) -> list[Path]:
     written += write_table(rows, out, stem="runs", columns=columns, digits=4)
     written.append(save_figure(heatmap_figure(result), out / "heatmap.png", dpi=120))
     return written
+
+
+@section(NAME, title="Correlations of hyperparameters and outcomes with alignment (Canatar & Pehlevan 2022, Table I)")
+def _report_section(result: CorrelationResult, record: ExperimentRecord):
+    run = result.runs[0][0]
+    n_boot = result.table[0]["n_boot"]
+    return [
+        Text(f"{len(result.runs)} MLPs {list(WIDTHS)} trained on MNIST ({run.epochs} epochs"
+             f"{'' if run.limit_train is None else f' on the first {run.limit_train:,} training images'}) over the "
+             "factorial design of skip connections, augmentation, batch size, learning rate and momentum; CKA(Train) "
+             f"and CKA(Test) of every layer with the one-hot targets on {run.probe_size:,} images. Pearson r, 95 % "
+             f"percentile bootstrap intervals ({n_boot} resamples) and two-sided p-values (scipy.stats.pearsonr)."),
+        Table(_cells(result, lambda t: f"{t['r']:+.3f} [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"),
+              caption="Pearson r [95 % bootstrap interval]"),
+        Table(_cells(result, lambda t: f"{t['p_value']:.2g}"), caption="p-values"),
+        Table(_cells(result, lambda t: f"{t['report_r']:+.3f}"), caption="Canatar & Pehlevan's Table I as the report quotes it"),
+        figure_block(heatmap_figure(result), name="heatmap", dpi=70, caption="Ours beside the report's Table I"),
+    ]

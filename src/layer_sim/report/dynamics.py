@@ -18,12 +18,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from layer_sim._io import atomic_write
-from layer_sim.experiments.learning_dynamics import EPOCH_COLUMNS, HIDDEN, SNAPSHOT_COLUMNS, StudyResult
+from layer_sim.experiments.learning_dynamics import EPOCH_COLUMNS, HIDDEN, NAME, S2_R01, S2_R01_RUN, SNAPSHOT_COLUMNS, StudyResult
 from layer_sim.report.figures import save_figure
+from layer_sim.report.sections import ExperimentRecord, Table, Text, figure_block, section
 from layer_sim.report.tables import write_table
 
 __all__ = ["curves_figure", "final_alignment_figure", "final_records", "write_study", "write_snapshots",
-           "snapshots_figure", "PANELS"]
+           "snapshots_figure", "s2_comparison", "PANELS", "FINAL_HEADERS"]
 
 #: The panels of a curves figure: (epochs column, y-axis label, log scale).
 PANELS: tuple[tuple[str, str, bool], ...] = (
@@ -223,3 +224,64 @@ def write_snapshots(rows: Sequence[dict], directory) -> list[Path]:
     payload = _csv_bytes(rows, SNAPSHOT_COLUMNS)
     atomic_write(out / "snapshots.csv", lambda fh: fh.write(payload))
     return [out / "snapshots.csv", save_figure(snapshots_figure(rows), out / "snapshots.png", dpi=110)]
+
+
+def s2_comparison(result: StudyResult) -> list[dict]:
+    """Our batch alignment beside S2's recorded r01 values, at the epochs of :data:`S2_R01` every matching run reached.
+
+    Matching runs have S2's r01 protocol (:data:`S2_R01_RUN`); rows ``epoch, ours`` (mean over
+    their seeds), ``min``, ``max``, ``S2``, ``ours − S2``; empty when no run matches.
+
+    Examples
+    --------
+    >>> s2_comparison(StudyResult((), None))
+    []
+    """
+    runs = [r for r in result.records if all(getattr(r.run, k) == v for k, v in S2_R01_RUN.items())]
+    rows = []
+    for epoch, theirs in S2_R01.items():
+        values = [row["batch_alignment"] for r in runs for row in r.epochs
+                  if row["epoch"] == epoch and row.get("batch_alignment") is not None]  # fmt: skip
+        if runs and len(values) == len(runs):
+            mean = float(np.mean(values))
+            rows.append({"epoch": epoch, "seeds": len(values), "ours": mean, "min": min(values), "max": max(values),
+                         "S2": theirs, "ours − S2": mean - theirs})  # fmt: skip
+    return rows
+
+
+#: Column titles of the report section's table of final values, by :func:`final_records` key.
+FINAL_HEADERS = {"pair": "pair", "lr": "lr", "readout_lr": "readout lr", "seeds": "seeds", "epochs": "epochs",
+                 "train_loss": "train loss", "test_accuracy": "test acc.", "batch_alignment": "batch CKA (S2)",
+                 "batch_alignment std": "± std", "test_alignment": "CKA(Test)", "test_alignment std": "± std",
+                 "test/output": "CKA(Test) output"}  # fmt: skip
+
+
+@section(NAME, title="Learning dynamics: kernel–target alignment while MLPs learn MNIST digit pairs (S2's protocol)")
+def _report_section(result: StudyResult, record: ExperimentRecord):
+    runs = [r.run for r in result.records]
+    pairs = sorted({r.pair for r in runs})
+    epochs = sorted({r.epochs for r in runs})
+    blocks = [
+        Text(f"{len(runs)} runs: digit pairs {', '.join(f'[{a} {b}]' for a, b in pairs)}, "
+             f"{len({(r.lr, r.readout_lr) for r in runs})} (learning rate, readout learning rate) configurations, "
+             f"{len({r.seed for r in runs})} seed(s), {'/'.join(map(str, epochs))} epochs. Network 784-"
+             f"{runs[0].hidden}-2 (ReLU), nn.MSELoss on one-hot targets, plain SGD, batches of {runs[0].batch_size}, "
+             "pixels in [0, 1]. 'batch CKA (S2)' is S2's recorded quantity: linear CKA of the hidden features of "
+             "each batch, recomputed after its optimiser step, with the batch's one-hot targets, both correctly "
+             "double-centred, averaged over the epoch; CKA(Test) is the same on a fixed probe set of test images."),
+        Table(final_records(result), columns=list(FINAL_HEADERS), headers=FINAL_HEADERS, digits=3,
+              caption="Last epoch, mean (± std) over seeds"),
+    ]
+    for pair in pairs:
+        mine = [r for r in result.records if r.run.pair == pair]
+        blocks.append(figure_block(curves_figure(mine, title=f"MNIST [{pair[0]} {pair[1]}]"), dpi=60,
+                                   name=f"curves-{pair[0]}-{pair[1]}",
+                                   caption=f"Digits {pair[0]} and {pair[1]}: loss, test accuracy, batch CKA and CKA(Test) "
+                                           "per epoch (mean ± 1 std over seeds)"))  # fmt: skip
+    blocks.append(figure_block(final_alignment_figure(result), name="final-alignment", dpi=70,
+                               caption="Final CKA(Test) of every layer per configuration"))  # fmt: skip
+    s2 = s2_comparison(result)
+    if s2:
+        blocks.append(Table(s2, digits=4, caption="Batch CKA of [0 1], lr 0.1 / readout 0.1, hidden 2000 (mean over "
+                                                  "seeds) beside S2's recorded values (record r01)"))  # fmt: skip
+    return blocks
