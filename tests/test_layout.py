@@ -22,10 +22,11 @@ ONLY = {
 }
 #: part -> parts it must never import.
 NEVER = {
-    "training": {"measures", "representations", "analysis"},  # CKA as a loss reaches fit through a task/callback
+    "training": {"measures", "representations", "analysis", "dynamics"},  # CKA as a loss reaches fit through a task/callback
     "representations": {"measures", "analysis"},  # hooks -> tensors; knows no measure
     "analysis": {"report", "training"},
     "experiments": {"report"},  # experiments return results; views are the CLI's business
+    "dynamics": {"training", "analysis", "experiments"},  # recorders are callbacks: fit knows them by their methods
 }
 #: part -> the only other parts that may import it.
 IMPORTED_ONLY_BY = {
@@ -40,6 +41,9 @@ RESULTS = {
     "layer_sim.analysis.comparison": ["SimilarityMatrix"],
     "layer_sim.analysis.identification": ["LayerIdentification"],
     "layer_sim.experiments.sanity": ["SanityCheckResult", "RowResult", "ArchitectureComparison"],
+    "layer_sim.experiments.learning_dynamics": ["PairRunResult", "PairRecord", "StudyResult"],
+    "layer_sim.experiments.correlations": ["CorrelationResult"],
+    "layer_sim.analysis.correlation": ["Correlation"],
     "layer_sim.experiments.seeds": ["SeedsResult"],
     "layer_sim.experiments.pruning": ["PruningStudyResult", "NetworkRow", "ParameterRow", "SimilarityRow"],
     "layer_sim.experiments.gradient_study": ["GradientStudyResult", "IdentificationRow"],

@@ -20,7 +20,8 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["compare", "SimilarityMatrix", "layer_identification", "LayerIdentification"], "layer_sim.analysis"),
     **dict.fromkeys(["extract", "iter_representations", "Representations"], "layer_sim.representations"),
-    **dict.fromkeys(["load_mnist", "mnist_task", "Task"], "layer_sim.data"),
+    **dict.fromkeys(["load_mnist", "mnist_task", "digit_pair", "digit_pair_task", "Task"], "layer_sim.data"),
+    "AlignmentRecorder": "layer_sim.dynamics",
     "MLP": "layer_sim.models",
     **dict.fromkeys(
         ["load_checkpoint", "save_checkpoint", "NetworkSpec", "Recipe", "fit", "train_or_load", "fit_ensemble",
@@ -35,7 +36,7 @@ _EXPORTS = {
 }
 
 #: Subpackages reachable as attributes (``layer_sim.measures.get``) without importing them first.
-_SUBPACKAGES = {"analysis", "data", "experiments", "measures", "models", "report", "representations", "training"}
+_SUBPACKAGES = {"analysis", "data", "dynamics", "experiments", "measures", "models", "report", "representations", "training"}
 
 __all__ = ["__version__", *_EXPORTS]
 

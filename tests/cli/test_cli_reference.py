@@ -24,11 +24,13 @@ def test_readme_block_equals_the_generated_reference():
 def test_every_command_is_in_the_reference_and_every_help_ends_with_an_example():
     text = render()
     commands = typer.main.get_command(app).commands
-    assert {"train", "sanity-check", "runs", "pruning-study"} <= set(commands)
+    assert {"train", "sanity-check", "runs", "pruning-study", "dynamics"} <= set(commands)
+    assert list(commands["dynamics"].commands) == ["run", "sweep", "snapshots", "correlations"]
     helps = text.split("$ layer-sim")[1:]
     assert [h.split("--help", 1)[0].split() for h in helps] == command_paths()
     for h in helps:
-        assert h.rstrip().splitlines()[-1].strip().startswith("Example: layer-sim "), h
+        # Wrapped examples: the last paragraph starts with the example.
+        assert h.rstrip().split("\n\n")[-1].strip().startswith("Example: layer-sim "), h
 
 
 @pytest.mark.parametrize("command", command_paths(), ids=lambda c: " ".join(c) or "root")

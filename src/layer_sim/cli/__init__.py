@@ -2,7 +2,7 @@
 
 One module per command (:mod:`~layer_sim.cli.train`, :mod:`~layer_sim.cli.sanity_check`,
 :mod:`~layer_sim.cli.gradient_study`, :mod:`~layer_sim.cli.pruning_study`, :mod:`~layer_sim.cli.report`,
-:mod:`~layer_sim.cli.runs`),
+:mod:`~layer_sim.cli.runs`, :mod:`~layer_sim.cli.dynamics`),
 shared options in :mod:`~layer_sim.cli._shared`. :func:`main` is the console script: every
 library error (``LayerSimError``), OS error and device error is one line ``error: ...`` on
 stderr with exit status 2.
@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from layer_sim.cli import gradient_study, pruning_study, report, sanity_check, train
+from layer_sim.cli import dynamics, gradient_study, pruning_study, report, sanity_check, train
 from layer_sim.cli.runs import runs_app
 from layer_sim.errors import LayerSimError
 
@@ -45,6 +45,7 @@ app.command("pruning-study", epilog=pruning_study.EXAMPLE, short_help=pruning_st
 )
 app.command("report", epilog=report.EXAMPLE, short_help=report.SUMMARY)(report.report_command)
 app.add_typer(runs_app, name="runs")
+app.add_typer(dynamics.app, name="dynamics", short_help=dynamics.SUMMARY)
 
 
 @app.callback()

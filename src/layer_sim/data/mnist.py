@@ -16,9 +16,10 @@ import torch
 
 from layer_sim import settings
 from layer_sim._io import atomic_write
+from layer_sim._options import Int, check
 from layer_sim.errors import ConfigError, DataError
 
-__all__ = ["load_mnist", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
+__all__ = ["load_mnist", "digit_pair", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
 
 #: IDX file stems per split: (images, labels).
 FILES: dict[str, tuple[str, str]] = {
@@ -117,6 +118,62 @@ def load_mnist(
     x = torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32)).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return x, y
+
+
+def digit_pair(
+    a: int,
+    b: int,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The MNIST images of two digits, relabelled 0 (digit ``a``) and 1 (digit ``b``).
+
+    Every image of ``split`` whose label is ``a`` or ``b``, in file order, with the pixels of
+    :func:`load_mnist` (:math:`x = b / 255 \in [0, 1]`, no normalisation): the inputs of the
+    digit-pair runs of S2 (``shared/reference/seed-systems.md``), which flatten them to 784.
+    The result is an ``(inputs, labels)`` pair, so it goes straight to
+    :func:`~layer_sim.representations.extract`; :func:`~layer_sim.data.digit_pair_task` makes the
+    :class:`~layer_sim.data.Task` that :func:`~layer_sim.training.fit` trains on.
+
+    Parameters
+    ----------
+    a, b : int in 0..9, a != b
+        The digits; ``a`` becomes label 0 and ``b`` label 1 (so ``digit_pair(7, 2)`` swaps them).
+    split : {"train", "test"}, default="train"
+    data_dir : path-like or None, default=None
+        See :func:`load_mnist`.
+    download : bool, default=True
+        See :func:`load_mnist`.
+
+    Returns
+    -------
+    images : torch.Tensor of shape (n, 1, 28, 28), float32 in [0, 1]
+    labels : torch.Tensor of shape (n,), int64 in {0, 1}
+
+    Raises
+    ------
+    ConfigError
+        A digit outside 0..9, not an integer, or ``a == b``; an unknown ``split``.
+
+    Examples
+    --------
+    >>> x, y = digit_pair(0, 1, "test")
+    >>> x.shape, int((y == 0).sum()), int((y == 1).sum())  # 980 zeros and 1135 ones
+    (torch.Size([2115, 1, 28, 28]), 980, 1135)
+    """
+    a, b = _check_digits("digit_pair", a, b)
+    images, labels = load_mnist(split, data_dir, download=download)
+    keep = (labels == a) | (labels == b)
+    return images[keep], (labels[keep] == b).to(torch.int64)
+
+
+def _check_digits(where: str, a, b) -> tuple[int, int]:
+    a, b = check(where, "a", Int(0, 9), a), check(where, "b", Int(0, 9), b)
+    if a == b:
+        raise ConfigError(f"{where}: the two digits must differ, got a = b = {a}")
+    return a, b
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -31,6 +31,7 @@ __all__ = [
     "TaskSpec",
     "TASKS",
     "mnist_task",
+    "digit_pair_task",
     "accuracy",
 ]
 
@@ -231,6 +232,48 @@ def mnist_task(*, data_dir=None, limit_train: int | None = None, loss: str | Los
             raise ConfigError(f"mnist_task: limit_train={limit_train} exceeds the {len(x)} training examples")
         x, y = x[:limit_train], y[:limit_train]
     return Task("mnist", (x, y), load_mnist("test", data_dir), 10, loss)
+
+
+def digit_pair_task(a: int, b: int, *, data_dir=None, limit_train: int | None = None,
+                    loss: str | Loss = "mse_one_hot") -> Task:
+    """Two MNIST digits as a two-class :class:`Task`: label 0 for digit ``a``, 1 for digit ``b``.
+
+    Train and test splits are :func:`~layer_sim.data.digit_pair` of each split (every image of
+    the two digits, pixels in [0, 1]). The default loss is S2's: squared error against one-hot
+    targets averaged as ``nn.MSELoss()`` does (``"mse_one_hot"``).
+
+    Parameters
+    ----------
+    a, b : int in 0..9, a != b
+    data_dir : path-like or None, default=None
+        Where the IDX files are (see :func:`~layer_sim.data.load_mnist`).
+    limit_train : int or None, default=None
+        Keep only the first ``limit_train`` training images of the pair (quick runs); the test
+        split is always complete.
+    loss : str or Loss, default="mse_one_hot"
+
+    Returns
+    -------
+    Task
+        ``name="mnist-pair-<a>-<b>"``, images ``(n, 1, 28, 28)``, ``num_classes=2``.
+
+    Examples
+    --------
+    >>> task = digit_pair_task(2, 7, limit_train=500)
+    >>> task
+    Task('mnist-pair-2-7', train=500, test=2060, num_classes=2, loss=MSEOneHot())
+    """
+    from layer_sim.data.mnist import digit_pair
+
+    limit_train = check("digit_pair_task", "limit_train", Maybe(Int(1)), limit_train)
+    loss = get_loss(loss)
+    x, y = digit_pair(a, b, "train", data_dir)
+    if limit_train is not None:
+        if limit_train > len(x):
+            raise ConfigError(f"digit_pair_task: limit_train={limit_train} exceeds the {len(x)} training images of "
+                              f"digits {a} and {b}")
+        x, y = x[:limit_train], y[:limit_train]
+    return Task(f"mnist-pair-{a}-{b}", (x, y), digit_pair(a, b, "test", data_dir), 2, loss)
 
 
 #: Task builders by name: ``TASKS[name](data_dir=..., limit_train=..., loss=...)`` returns a :class:`Task`.
