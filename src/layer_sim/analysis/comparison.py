@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from layer_sim._options import strict_signature
 from layer_sim.analysis._layers import prepare_layers, score_matrix
 from layer_sim.errors import InputError
 from layer_sim.measures import Measure, get
@@ -76,6 +77,7 @@ class SimilarityMatrix:
         return pd.DataFrame(self.values, index=list(self.rows), columns=list(self.cols))
 
 
+@strict_signature
 def compare(
     a: Mapping,
     b: Mapping | None = None,

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as _st
 
+from layer_sim._options import strict_signature
 from layer_sim.errors import InputError
 
 __all__ = ["SeedSummary", "summarize"]
@@ -50,6 +51,7 @@ class SeedSummary:
         return d
 
 
+@strict_signature
 def summarize(values: Sequence[float], *, threshold: float, confidence: float = 0.95) -> SeedSummary:
     r"""One-sample summary of per-seed values: mean, std, t CI and one-sided t-test against ``threshold``.
 

@@ -16,6 +16,7 @@ import torch
 
 from layer_sim import settings
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError
 
 __all__ = ["load_mnist", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
@@ -48,6 +49,7 @@ _MAGIC = {"images": 2051, "labels": 2049}  # IDX: 0x0000 08 (ubyte) 03 / 01 (num
 _ENV = settings.DATA_ENV
 
 
+@strict_signature
 def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The directory MNIST is read from (and downloaded into).
 
@@ -57,6 +59,7 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return settings.data_dir(data_dir)
 
 
+@strict_signature
 def load_mnist(
     split: str = "train",
     data_dir: str | os.PathLike | None = None,

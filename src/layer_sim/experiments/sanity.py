@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from layer_sim import settings
+from layer_sim._options import strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.errors import ConfigError
 from layer_sim.representations import extract
@@ -91,6 +92,7 @@ DEFAULT_NETS, DEFAULT_EXAMPLES = 5, 2000
 FULL_NETS, FULL_EXAMPLES = 10, 3000
 
 
+@strict_signature
 def default_cache_dir() -> Path:
     """``$LAYER_SIM_CACHE`` if set, else ``~/.cache/layer_sim/checkpoints``."""
     return settings.cache_dir()
@@ -173,6 +175,7 @@ class SanityCheckResult:
         return pd.DataFrame(self.records()).set_index("measure")
 
 
+@strict_signature
 def sanity_check(
     *,
     nets: int | None = None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from layer_sim._io import atomic_write
-from layer_sim._options import Int, Real, check
+from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError
 from layer_sim.training.cache import train_or_load
 from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
@@ -53,6 +53,7 @@ class SeedsResult:
         return d
 
 
+@strict_signature
 def train_seeds(
     seeds: Sequence[int],
     *,

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from layer_sim._options import Choice, check
+from layer_sim._options import Choice, check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures._features import CONSTANT, degenerate_error, is_constant, ldexp, scale_exponent
 from layer_sim.measures._validation import accumulation_dtype, as_matrix, check_range
@@ -476,6 +476,7 @@ def _as_layers(layers, *, side: str, fn: str) -> tuple[list[str], list]:
     return names, values
 
 
+@strict_signature
 def linear_cka_matrix(xs, ys, *, precision: str = "fp64"):
     r"""Linear CKA between every layer of one network and every layer of another.
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from layer_sim._options import Choice, Flag
+from layer_sim._options import Choice, Flag, strict_signature
 from layer_sim.errors import ConfigError, InputError, UnknownNameError
 
 __all__ = ["MLP", "MLPSpec", "DEFAULT_WIDTHS", "ACTIVATIONS"]
@@ -34,6 +34,7 @@ class _Add(nn.Module):
         return h + shortcut
 
 
+@strict_signature
 class MLP(nn.Module):
     r"""Multilayer perceptron with named, addressable layers and optional residual connections.
 
@@ -193,6 +194,7 @@ def _check_widths(where: str, widths) -> tuple[int, ...]:
     return out
 
 
+@strict_signature
 @dataclass(frozen=True)
 class MLPSpec:
     """What names an :class:`MLP` architecture: its constructor arguments, without the seed.

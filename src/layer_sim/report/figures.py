@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix
 
 __all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure", "save_figure"]
@@ -18,6 +19,7 @@ __all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure", "save_figure"]
 _MAX_ANNOTATED = 16
 
 
+@strict_signature
 def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: str = "magma",
             vmin=None, vmax=None, colorbar: bool = True, title: str | None = None):
     """Draw ``matrix`` as a heatmap: rows top to bottom, columns left to right, values written in.
@@ -57,6 +59,7 @@ def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: s
     return ax
 
 
+@strict_signature
 def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] | None = None,
                 ncols: int = 4, suptitle: str | None = None) -> Figure:
     """All ``matrices`` side by side in one figure, each with its own colour bar."""
@@ -73,6 +76,7 @@ def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] |
     return fig
 
 
+@strict_signature
 def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
                               labels: Sequence[str] | None = None) -> Figure:
     """Layer identification accuracy (%) as a measures x layers heatmap, every cell annotated.
@@ -99,6 +103,7 @@ def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
     return fig
 
 
+@strict_signature
 def save_figure(fig: Figure, path, *, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix, e.g. ``.png``, ``.pdf``) atomically.
 

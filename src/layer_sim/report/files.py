@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 from layer_sim.analysis.comparison import SimilarityMatrix
 from layer_sim.errors import DataError, InputError, UnknownNameError
 
@@ -25,6 +26,7 @@ __all__ = ["save_matrix", "load_matrix"]
 _SUFFIXES = (".csv", ".json")
 
 
+@strict_signature
 def save_matrix(matrix: SimilarityMatrix, path) -> Path:
     """Write ``matrix`` to ``path`` (``.csv`` or ``.json``, by suffix), atomically; returns the path.
 
@@ -65,6 +67,7 @@ def save_matrix(matrix: SimilarityMatrix, path) -> Path:
     return path
 
 
+@strict_signature
 def load_matrix(path) -> SimilarityMatrix:
     """Read a matrix written by :func:`save_matrix`; CSV keeps the title as ``measure``, no params.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layer_sim._options import strict_signature
 from layer_sim.experiments.sanity import SanityCheckResult
 from layer_sim.report.figures import grid_figure, heatmap, per_layer_accuracy_figure, save_figure
 from layer_sim.report.files import save_matrix
@@ -16,6 +17,7 @@ TABLE_HEADERS = {"measure": "Index", "accuracy": "Accuracy (%)", "stderr": "Jack
                  "paper": "Paper, Tiny-10 (%)"}  # fmt: skip
 
 
+@strict_signature
 def write_sanity_check(result: SanityCheckResult, directory) -> list[Path]:
     """Write the table, heatmaps and architecture comparison of ``result`` under ``directory``.
 

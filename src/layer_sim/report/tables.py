@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 
 __all__ = ["markdown_table", "write_table"]
 
 
+@strict_signature
 def markdown_table(records: Sequence[Mapping], *, columns: Sequence[str] | None = None,
                    headers: Mapping[str, str] | None = None, digits: int = 1) -> str:
     """A GitHub-flavoured Markdown table: one row per record, floats with ``digits`` decimals.
@@ -29,6 +31,7 @@ def markdown_table(records: Sequence[Mapping], *, columns: Sequence[str] | None 
     return "\n".join(lines) + "\n"
 
 
+@strict_signature
 def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
                 columns: Sequence[str] | None = None, headers: Mapping[str, str] | None = None,
                 digits: int = 1) -> list[Path]:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from layer_sim._device import resolve_device
-from layer_sim._options import Flag, check
+from layer_sim._options import Flag, check, strict_signature
 from layer_sim.data.tasks import Task
 from layer_sim.errors import ConfigError, InputError, LayerSimError, UnknownNameError
 from layer_sim.representations import objectives
@@ -114,6 +114,7 @@ class Representations(Mapping):
 _MODEL_INPUT_ERRORS = (RuntimeError, IndexError, TypeError, ValueError)
 
 
+@strict_signature
 def iter_representations(
     model: nn.Module,
     data,
@@ -199,6 +200,7 @@ def iter_representations(
     return _run(plan)
 
 
+@strict_signature
 def extract(
     model: nn.Module,
     data,

@@ -8,7 +8,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from layer_sim._options import Int, check_options
+from layer_sim._options import Int, check_options, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.errors import ConfigError
 from layer_sim.runs.executors import Executor, SerialExecutor
@@ -66,6 +66,7 @@ class SweepInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+@strict_signature
 def run_sweep(
     units: Iterable[Unit],
     store: Store | str | os.PathLike,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from layer_sim._io import canonical_json
+from layer_sim._options import strict_signature
 from layer_sim.errors import DataError, UnknownNameError
 from layer_sim.store._schema import APPLICATION_ID, DDL, FORMAT, HISTORY_COLUMNS, SCHEMA_VERSION, STATUSES, TABLES
 
@@ -43,6 +44,7 @@ DEFAULT_STORE_NAME = "results.sqlite"
 _VERSION_COLUMNS = ("layer_sim_version", "torch_version", "numpy_version", "python_version")
 
 
+@strict_signature
 def default_store_path(output_dir: str | os.PathLike) -> Path:
     """``output_dir/results.sqlite``: where an experiment command keeps its store by default."""
     return Path(output_dir) / DEFAULT_STORE_NAME
@@ -80,6 +82,7 @@ class RunRecord:
         return out
 
 
+@strict_signature
 class Store:
     """A layer_sim results store in one SQLite file.
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from layer_sim import settings
 from layer_sim._device import resolve_device
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError
 from layer_sim.training import _steps
 from layer_sim.training.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
@@ -28,11 +29,13 @@ __all__ = ["checkpoint_dir", "train_or_load", "train_or_load_ensemble", "TRAINER
 TRAINERS: tuple[str, ...] = ("fit", "fit_ensemble")
 
 
+@strict_signature
 def checkpoint_dir(spec: NetworkSpec, seed: int, *, cache_dir=None) -> Path:
     """``<cache_dir>/<spec.key()>/seed-<seed>``: where the cache keeps the network of ``(spec, seed)``."""
     return settings.cache_dir(cache_dir) / spec.key() / f"seed-{int(seed)}"
 
 
+@strict_signature
 def train_or_load(
     spec: NetworkSpec = DEFAULT_SPEC,
     seed: int = 0,
@@ -77,6 +80,7 @@ def train_or_load(
                           data_dir=data_dir, device=device, progress=progress)[0]  # fmt: skip
 
 
+@strict_signature
 def train_or_load_ensemble(
     spec: NetworkSpec,
     seeds: Sequence[int],

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError, LayerSimError
 from layer_sim.models import MLP
 
@@ -44,6 +45,7 @@ class Checkpoint(NamedTuple):
     meta: dict[str, Any]
 
 
+@strict_signature
 def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` and JSON metadata to ``directory`` (created if needed).
 
@@ -82,6 +84,7 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
     return directory
 
 
+@strict_signature
 def load_checkpoint(directory, *, map_location: str | torch.device | None = None) -> Checkpoint:
     """Rebuild the network saved by :func:`save_checkpoint`: same class, config and weights.
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from layer_sim._options import Int, check
+from layer_sim._options import Int, check, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.data.tasks import Task, accuracy
 from layer_sim.training import _steps
@@ -20,6 +20,7 @@ from layer_sim.training.state import Callback, FitResult, TrainState
 __all__ = ["fit"]
 
 
+@strict_signature
 def fit(
     model: nn.Module,
     task: Task,
