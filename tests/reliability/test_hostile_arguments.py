@@ -6,8 +6,9 @@ import importlib
 import inspect
 
 import pytest
+import torch
 
-from layer_sim.errors import ConfigError, LayerSimError, UnknownNameError
+from layer_sim.errors import ConfigError, DataError, InputError, LayerSimError, UnknownNameError
 
 # Every module whose __all__ is public API.
 PUBLIC_MODULES = [
@@ -83,3 +84,84 @@ def test_argument_mistakes_name_the_argument(call, error, message):
     env = {"x": x, "y": x[:, :2], "summarize": summarize, **{k: getattr(ls, k) for k in ls.__all__}}
     with pytest.raises(error, match=message):
         eval(call, env)
+
+
+def _tiny_task():
+    from layer_sim.data import Task
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(16, 4, generator=g), torch.randint(0, 2, (16,), generator=g)
+    return Task("tiny", (x, y), (x, y), 2, "cross_entropy")
+
+
+def _fit(**changes):
+    from layer_sim.models import MLP
+    from layer_sim.training import Recipe, fit
+
+    args = {"model": MLP((4, 3, 2), seed=0), "task": _tiny_task(), "recipe": Recipe(epochs=1, batch_size=8), "seed": 0}
+    args.update(changes)
+    return fit(args.pop("model"), args.pop("task"), args.pop("recipe"), **args)
+
+
+def _mlp(**kw):
+    from layer_sim.models import MLP
+
+    return MLP((4, 2), **kw)
+
+
+def _summarize(**kw):
+    from layer_sim.analysis.stats import summarize
+
+    return summarize(kw.pop("values", [0.97, 0.99]), **{"threshold": 0.98, **kw})
+
+
+def _load_mnist(*args, **kw):
+    from layer_sim.data import load_mnist
+
+    return load_mnist(*args, **kw)
+
+
+def _sanity(**kw):
+    from layer_sim.experiments.sanity import sanity_check
+
+    return sanity_check(**kw)
+
+
+# (what the user did, the call, the error, what the message must say)
+WRONG_VALUES = [
+    ("t-test against NaN", lambda: _summarize(threshold=float("nan")), ConfigError, "summarize: threshold must be a finite number"),
+    ("t-test against inf", lambda: _summarize(threshold=float("inf")), ConfigError, "summarize: threshold must be a finite number"),
+    ("threshold as text", lambda: _summarize(threshold="0.98"), ConfigError, "summarize: threshold must be a finite number .* got '0.98'"),
+    ("threshold True", lambda: _summarize(threshold=True), ConfigError, "summarize: threshold must be a finite number"),
+    ("confidence 1", lambda: _summarize(confidence=1.0), ConfigError, r"summarize: confidence must be a finite number in \(0, 1\)"),
+    ("confidence NaN", lambda: _summarize(confidence=float("nan")), ConfigError, "summarize: confidence must be"),
+    ("confidence as text", lambda: _summarize(confidence="95%"), ConfigError, "summarize: confidence must be"),
+    ("values as text", lambda: _summarize(values=["high", "low"]), InputError, "summarize: values must be a sequence of numbers"),
+    ("values 2-D", lambda: _summarize(values=[[0.97, 0.98], [0.99, 0.97]]), InputError, r"values must be one number per seed .*shape \(2, 2\)"),
+    ("values None", lambda: _summarize(values=None), InputError, r"values must be one number per seed .*shape \(\)"),
+    ("MLP seed beyond int64", lambda: _mlp(seed=2**64), ConfigError, "MLP: seed must be an integer >= 0, got 18446744073709551616"),
+    ("MLP seed 2**63", lambda: _mlp(seed=2**63), ConfigError, "MLP: seed must be an integer >= 0"),
+    ("MLP seed negative", lambda: _mlp(seed=-1), ConfigError, "MLP: seed must be an integer >= 0, got -1"),
+    ("MLP seed float", lambda: _mlp(seed=1.5), ConfigError, "MLP: seed must be an integer >= 0, got 1.5"),
+    ("MLP seed text", lambda: _mlp(seed="0"), ConfigError, "MLP: seed must be an integer"),
+    ("reset seed beyond int64", lambda: _mlp().reset_parameters(seed=2**64), ConfigError, "MLP.reset_parameters: seed must be"),
+    ("split as a list", lambda: _load_mnist(["train"]), ConfigError, r"load_mnist: unknown split \['train'\]"),
+    ("split None", lambda: _load_mnist(None), ConfigError, "load_mnist: unknown split None"),
+    ("download as text", lambda: _load_mnist("test", download="no"), ConfigError, "load_mnist: download must be True or False, got 'no'"),
+    ("data dir is a file", lambda: _load_mnist("test", __file__), DataError, r"MNIST: the data directory .*\.py is a file, not a directory"),
+    ("fit a string", lambda: _fit(model="mlp"), ConfigError, "fit: model must be a torch.nn.Module with parameters, got str"),
+    ("fit a model without parameters", lambda: _fit(model=torch.nn.ReLU()), ConfigError, "fit: model must be a torch.nn.Module with parameters, got ReLU"),
+    ("callbacks not iterable", lambda: _fit(callbacks=3), ConfigError, "fit: callbacks must be an iterable of callbacks, got int"),
+    ("fit seed beyond int64", lambda: _fit(seed=2**64), ConfigError, "fit: seed must be an integer >= 0"),
+    ("sanity device gpu", lambda: _sanity(device="gpu", nets=2), ConfigError, "sanity_check: device='gpu' is not a torch device name"),
+    ("sanity device cuda", lambda: _sanity(device="cuda:99", nets=2), ConfigError, "sanity_check: device='cuda:99' but"),
+    ("sanity nets beyond any study", lambda: _sanity(nets=10**20), ConfigError, r"sanity_check: nets must be an integer in \[2, 1000\]"),
+    ("sanity nets float", lambda: _sanity(nets=5.0), ConfigError, r"sanity_check: nets must be an integer in \[2, 1000\], got 5.0"),
+]
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("what, call, error, message", WRONG_VALUES, ids=[w[0] for w in WRONG_VALUES])
+def test_wrong_values_are_refused_naming_the_argument(what, call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -16,7 +16,7 @@ import torch
 
 from layer_sim import settings
 from layer_sim._io import atomic_write
-from layer_sim._options import strict_signature
+from layer_sim._options import Flag, check, strict_signature
 from layer_sim.errors import ConfigError, DataError
 
 __all__ = ["load_mnist", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
@@ -102,9 +102,12 @@ def load_mnist(
     Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document
     recognition. Proc. IEEE 86(11), 1998. IDX format: http://yann.lecun.com/exdb/mnist/
     """
-    if split not in FILES:
+    if not isinstance(split, str) or split not in FILES:
         raise ConfigError(f"load_mnist: unknown split {split!r}; choose 'train' or 'test'")
+    download = check("load_mnist", "download", Flag(), download)
     root = mnist_dir(data_dir)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"MNIST: the data directory {root} is a file, not a directory")
     img_stem, lbl_stem = FILES[split]
     img_path = _locate(root, img_stem, download=download)
     lbl_path = _locate(root, lbl_stem, download=download)

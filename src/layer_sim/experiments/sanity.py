@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from layer_sim import settings
-from layer_sim._options import strict_signature
+from layer_sim._device import resolve_device
+from layer_sim._options import Int, check, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
 from layer_sim.errors import ConfigError
 from layer_sim.representations import extract
@@ -90,6 +91,8 @@ FULL_ARCHITECTURES: dict[str, tuple[int, ...]] = {
 
 DEFAULT_NETS, DEFAULT_EXAMPLES = 5, 2000
 FULL_NETS, FULL_EXAMPLES = 10, 3000
+#: More networks than any such study trains: a larger --nets is a typo, refused before any work.
+MAX_NETS = 1000
 
 
 @strict_signature
@@ -241,10 +244,9 @@ def sanity_check(
     if architectures is None:
         architectures = FULL_ARCHITECTURES if full else DEFAULT_ARCHITECTURES
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    device = torch.device("cpu" if device is None else device)
+    device = resolve_device("sanity_check", device) or torch.device("cpu")
     say = log if log is not None else (lambda _msg: None)
-    if isinstance(nets, bool) or not isinstance(nets, int) or nets < 2:
-        raise ConfigError(f"sanity_check: nets must be an integer >= 2, got {nets!r}")
+    nets = check("sanity_check", "nets", Int(2, MAX_NETS), nets)
     widest = max(w for widths in (config.model.widths, *architectures.values()) for w in widths[1:])
     if isinstance(examples, bool) or not isinstance(examples, int) or examples <= widest:
         raise ConfigError(

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from layer_sim._options import Choice, Flag, strict_signature
+from layer_sim._options import Choice, Flag, Int, Maybe, check, strict_signature
 from layer_sim.errors import ConfigError, InputError, UnknownNameError
 
 __all__ = ["MLP", "MLPSpec", "DEFAULT_WIDTHS", "ACTIVATIONS"]
@@ -73,7 +73,7 @@ class MLP(nn.Module):
     Raises
     ------
     ConfigError
-        If ``widths``, ``activation`` or ``skip`` are invalid.
+        If ``widths``, ``activation``, ``skip`` or ``seed`` are invalid.
 
     Examples
     --------
@@ -96,6 +96,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         widths, activation, skip, self._skip_at = _check_config("MLP", widths, activation, skip)
+        seed = check("MLP", "seed", Maybe(Int(0)), seed)
         self.widths = widths
         self.activation = activation
         self.skip = skip
@@ -127,9 +128,10 @@ class MLP(nn.Module):
 
         With ``seed`` the draw uses a private generator (reproducible, global RNG untouched).
         """
+        seed = check("MLP.reset_parameters", "seed", Maybe(Int(0)), seed)
         gen = None
         if seed is not None:
-            gen = torch.Generator(device="cpu").manual_seed(int(seed))
+            gen = torch.Generator(device="cpu").manual_seed(seed)
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, nn.Linear):

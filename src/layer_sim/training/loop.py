@@ -12,6 +12,7 @@ from torch import nn
 from layer_sim._options import Int, check, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.data.tasks import Task, accuracy
+from layer_sim.errors import ConfigError
 from layer_sim.training import _steps
 from layer_sim.training.augment import random_shift
 from layer_sim.training.recipe import Recipe
@@ -89,6 +90,8 @@ def fit(
     [1, 2, 3]
     """
     seed = check("fit", "seed", Int(0), seed)
+    if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
+        raise ConfigError(f"fit: model must be a torch.nn.Module with parameters, got {type(model).__name__}")
     device = _steps.check_arguments("fit", task, recipe, device)
     if device is None:
         device = next(model.parameters()).device
@@ -103,7 +106,10 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size)
     sched = _steps.make_scheduler(opt, recipe, steps_per_epoch)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    callbacks = tuple(callbacks)
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise ConfigError(f"fit: callbacks must be an iterable of callbacks, got {type(callbacks).__name__}") from None
     batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
     epoch_hooks = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
     loss_fn = task.loss
