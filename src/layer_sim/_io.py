@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -16,8 +17,51 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
+from layer_sim.errors import ConfigError
+
 #: Random bytes in a temporary file's name (12 hex digits).
 _TOKEN_BYTES = 6
+
+
+def writable_dir(path, *, what: str) -> Path:
+    """Prove that files can be written in directory ``path`` before any computing; returns it.
+
+    A command or function that would fail only when it saves its results (minutes or hours
+    later) fails here instead. ``path`` need not exist: its nearest existing ancestor must then
+    be a directory one can write in, and nothing is created, so a refused call leaves no empty
+    directory behind (writers create missing directories). The test is a real write of a
+    temporary file, not ``os.access``, which ignores read-only mounts and ACLs and says yes to
+    root.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` or a parent of it is a file, or nothing can be written there (permission
+        denied, read-only file system, ...); the message starts with ``what`` and names ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     writable_dir(Path(f.name) / "out", what="--output")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: --output /tmp/.../out: exists and is not a directory (or a parent of it is a file)
+    """
+    path = Path(path)
+    try:
+        probe = path
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".layer-sim-write-test-"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{what} {path}: exists and is not a directory (or a parent of it is a file)") from None
+    except OSError as exc:
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        raise ConfigError(f"{what} {path}: cannot write there ({reason})") from None
+    return path
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -1,9 +1,14 @@
-"""Files a user or a crash leaves behind: what we write gets the umask's mode and no leftovers."""
+"""Files, as users, crashes and other programs leave them: damaged files are DataErrors naming the file,
+unwritable places are refused before any work, and what we write gets the umask's mode and leaves nothing behind."""
 
+import errno
+import json
 import os
 
 import pytest
+import torch
 
+from layer_sim.errors import ConfigError, DataError
 from layer_sim.store import Store
 
 
@@ -26,3 +31,161 @@ def test_the_leftovers_of_a_store_creation_killed_by_kill_9_are_removed(tmp_path
     with Store(tmp_path / "results.sqlite", write=True) as store:
         assert store.plan([("k", "toy", "{}")]) == {"k": "pending"}
     assert sorted(os.listdir(tmp_path)) == ["results.sqlite", "results.sqlite.lock"]
+
+
+# ----------------------------------------------------------------------------- damaged checkpoints
+
+WIDTHS = (16, 6, 3)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """A registered 4x4-image task 'toy' so that specs can name it; records every build."""
+    from layer_sim.data import TASKS, Task
+
+    builds = []
+
+    def toy_task(*, data_dir=None, limit_train=None, loss="cross_entropy"):
+        builds.append(data_dir)
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(48, 1, 4, 4, generator=g)
+        y = x.flatten(1)[:, :3].argmax(1)
+        return Task("toy", (x[:32], y[:32]), (x[32:], y[32:]), 3, loss)
+
+    monkeypatch.setitem(TASKS, "toy", toy_task)
+    return builds
+
+
+def _spec():
+    from layer_sim.training import NetworkSpec
+
+    return NetworkSpec().replace(name="toy", widths=WIDTHS, epochs=1, batch_size=16)
+
+
+def _edit_meta(change):
+    def edit(d):
+        meta = json.loads((d / "meta.json").read_text())
+        change(meta)
+        (d / "meta.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _weights(transform):
+    def edit(d):
+        state = torch.load(d / "model.pt", weights_only=True)
+        torch.save({k: transform(v) for k, v in state.items()}, d / "model.pt")
+
+    return edit
+
+
+def _replace_with_directory(name):
+    def edit(d):
+        (d / name).unlink()
+        (d / name).mkdir()
+
+    return edit
+
+
+DAMAGE = {
+    "NaN weights": (_weights(lambda t: t * float("nan")), r"model.pt holds NaN or Inf in fc1.weight \(the weights of a diverged network\)"),
+    "Inf weights": (_weights(lambda t: t.masked_fill(t > 0, float("inf"))), r"model.pt holds NaN or Inf in"),
+    "integer weights": (_weights(lambda t: t.long()), r"model.pt holds fc1.weight as torch.int64, not floating-point weights"),
+    "meta.json a directory": (_replace_with_directory("meta.json"), r"meta.json is a directory, not a JSON file"),
+    "metrics missing": (_edit_meta(lambda m: m.pop("metrics")), r"meta.json has no numeric metrics.test_accuracy and metrics.train_seconds"),
+    "metrics a list": (_edit_meta(lambda m: m.__setitem__("metrics", [0.98])), r"meta.json has no numeric metrics"),
+    "accuracy missing": (_edit_meta(lambda m: m["metrics"].pop("test_accuracy")), r"meta.json has no numeric metrics"),
+    "accuracy as text": (_edit_meta(lambda m: m["metrics"].__setitem__("test_accuracy", "high")), r"meta.json has no numeric metrics"),
+    "train seconds missing": (_edit_meta(lambda m: m["metrics"].pop("train_seconds")), r"meta.json has no numeric metrics"),
+    "accuracy a bool": (_edit_meta(lambda m: m["metrics"].__setitem__("test_accuracy", True)), r"meta.json has no numeric metrics"),
+}
+
+
+@pytest.mark.parametrize("reader", ["train_or_load", "train_or_load_ensemble", "train_seeds"])
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_cached_checkpoint_is_a_data_error_naming_the_file(tmp_path, toy, damage, reader):
+    from layer_sim.experiments.seeds import train_seeds
+    from layer_sim.training import checkpoint_dir, train_or_load, train_or_load_ensemble
+
+    spec = _spec()
+    train_or_load(spec, 0, cache_dir=tmp_path)
+    edit, message = DAMAGE[damage]
+    edit(checkpoint_dir(spec, 0, cache_dir=tmp_path))
+    read = {
+        "train_or_load": lambda: train_or_load(spec, 0, cache_dir=tmp_path),
+        "train_or_load_ensemble": lambda: train_or_load_ensemble(spec, [0], cache_dir=tmp_path),
+        "train_seeds": lambda: train_seeds([0], output=tmp_path, spec=spec),
+    }[reader]
+    with pytest.raises(DataError, match=message) as info:
+        read()
+    assert str(checkpoint_dir(spec, 0, cache_dir=tmp_path)) in str(info.value)
+    assert len(toy) == 1  # never retrained over, never trained on
+
+
+@pytest.mark.parametrize("damage", [d for d in DAMAGE if "weights" in d or "directory" in d])
+def test_load_checkpoint_refuses_the_same_damage(tmp_path, toy, damage):
+    from layer_sim.training import checkpoint_dir, load_checkpoint, train_or_load
+
+    train_or_load(_spec(), 0, cache_dir=tmp_path)
+    path = checkpoint_dir(_spec(), 0, cache_dir=tmp_path)
+    edit, message = DAMAGE[damage]
+    edit(path)
+    with pytest.raises(DataError, match=message if "directory" not in damage else "has no complete checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("meta, message", [([1, 2], "meta must be a dict, got list"),
+                                           ({"x": object()}, "meta must hold only what JSON can")])
+def test_save_checkpoint_refuses_metadata_json_cannot_hold(tmp_path, meta, message):
+    from layer_sim.models import MLP
+    from layer_sim.training import save_checkpoint
+
+    with pytest.raises(ConfigError, match=f"save_checkpoint: {message}"):
+        save_checkpoint(tmp_path / "ck", MLP((4, 2)), meta=meta)
+    assert not (tmp_path / "ck" / "meta.json").exists()
+
+
+# ----------------------------------------------------------------------------- unwritable places, before any work
+
+
+def test_a_cache_directory_that_is_a_file_is_refused_before_training(tmp_path, toy):
+    from layer_sim.training import train_or_load, train_or_load_ensemble
+
+    cache = tmp_path / "cache"
+    cache.write_text("not a directory")
+    for where, call in (("train_or_load", lambda: train_or_load(_spec(), 0, cache_dir=cache)),
+                        ("train_or_load_ensemble", lambda: train_or_load_ensemble(_spec(), [0, 1], cache_dir=cache))):
+        with pytest.raises(ConfigError, match=f"{where}: checkpoint directory {cache}/.*: exists and is not a directory"):
+            call()
+    assert toy == [] and cache.read_text() == "not a directory"
+
+
+def test_a_cache_directory_nothing_can_be_written_in_is_refused_before_training(tmp_path, toy, monkeypatch):
+    from layer_sim import _io
+    from layer_sim.training import train_or_load
+
+    # Root ignores permission bits: the refusal of a read-only file system is simulated where the
+    # check writes its probe (the CLI tests exercise real permission bits in a subprocess).
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(_io.tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(ConfigError, match=r"train_or_load: checkpoint directory .*: cannot write there \(Read-only file system\)"):
+        train_or_load(_spec(), 0, cache_dir=tmp_path / "cache")
+    assert toy == [] and os.listdir(tmp_path) == []
+
+
+def test_train_seeds_refuses_an_output_that_is_a_file_before_training(tmp_path, toy):
+    from layer_sim.experiments.seeds import train_seeds
+
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(ConfigError, match=f"train_seeds: output {tmp_path / 'out'}: exists and is not a directory"):
+        train_seeds([0], output=tmp_path / "out", spec=_spec())
+    assert toy == []
+
+
+def test_the_writability_check_creates_nothing(tmp_path):
+    from layer_sim._io import writable_dir
+
+    assert writable_dir(tmp_path / "a" / "b", what="--output") == tmp_path / "a" / "b"
+    assert os.listdir(tmp_path) == []

@@ -7,8 +7,6 @@ the same way in every command.
 
 from __future__ import annotations
 
-import errno
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,7 +15,7 @@ import typer
 
 from layer_sim.errors import ConfigError
 
-__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "output_option", "parse_seeds", "writable_dir"]
+__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "output_option", "parse_seeds"]
 
 
 def _check_device(value: str | None) -> str | None:
@@ -80,37 +78,3 @@ def parse_seeds(spec: str | Sequence[int]) -> list[int]:
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
     return seeds
-
-
-def writable_dir(path: Path, *, option: str = "--output") -> Path:
-    """Create ``path`` if needed and prove a file can be written in it, before any computing.
-
-    A command that would fail only when it saves its results (minutes or hours later) fails
-    here instead, with the option and the reason.
-
-    Raises
-    ------
-    ConfigError
-        ``path`` (or a parent) is a file, or the directory cannot be created or written in
-        (permission denied, read-only file system, ...).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.NamedTemporaryFile() as f:
-    ...     writable_dir(Path(f.name) / "out")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    layer_sim.errors.ConfigError: --output /tmp/... exists and is not a directory (or a parent of it is a file)
-    """
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # A real write, not os.access: access() ignores read-only mounts and ACLs, and says yes to root.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".layer-sim-write-test-"):
-            pass
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"{option} {path}: exists and is not a directory (or a parent of it is a file)") from None
-    except OSError as exc:
-        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-        raise ConfigError(f"{option} {path}: cannot write there ({reason})") from None
-    return path

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option, writable_dir
+from layer_sim._io import writable_dir
+from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option
 
 __all__ = ["EXAMPLE", "SUMMARY", "sanity_check_command"]
 
@@ -28,7 +29,7 @@ def sanity_check_command(
 
     Trains (or reuses cached) MLPs from different seeds, runs layer identification for every index, writes the table beside the paper's values plus heatmaps, and compares networks of different depth/width layer by layer.
     """
-    writable_dir(output)
+    writable_dir(output, what="--output")
     from rich.console import Console
     from rich.table import Table
 

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import DataDir, Device, Seeds, output_option, parse_seeds, writable_dir
+from layer_sim._io import writable_dir
+from layer_sim.cli._shared import DataDir, Device, Seeds, output_option, parse_seeds
 
 __all__ = ["EXAMPLE", "SUMMARY", "train_command"]
 
@@ -35,7 +36,7 @@ def train_command(
     from layer_sim.training.spec import DEFAULT_SPEC
 
     seed_list = parse_seeds(seeds)
-    writable_dir(output)
+    writable_dir(output, what="--output")
     spec = DEFAULT_SPEC.replace(**{k: v for k, v in (("epochs", epochs), ("limit_train", limit_train)) if v is not None})
     console = Console()
     res = train_seeds(seed_list, output=output, spec=spec, threshold=threshold, data_dir=data_dir,

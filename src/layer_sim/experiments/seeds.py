@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from layer_sim._io import atomic_write
+from layer_sim._io import atomic_write, writable_dir
 from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError
 from layer_sim.training.cache import train_or_load
@@ -99,8 +99,7 @@ def train_seeds(
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"train_seeds: seeds must be distinct, got {seeds}")
     threshold = check("train_seeds", "threshold", Real(0, 1), threshold)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = writable_dir(output, what="train_seeds: output")
     accs, secs, reused = [], [], []
     for seed in seeds:
         start = time.perf_counter()
