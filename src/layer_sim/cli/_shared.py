@@ -15,7 +15,23 @@ import typer
 
 from layer_sim.errors import ConfigError
 
-__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "output_option", "parse_seeds"]
+__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "PATH", "output_option", "parse_seeds", "parse_path", "MAX_SEEDS"]
+
+#: More seeds than any run trains: a longer range is a typo, refused before it is listed.
+MAX_SEEDS = 10_000
+
+
+def parse_path(value: str | Path) -> Path:
+    """A path option's value; an empty one is refused (``Path("")`` would silently mean ``.``)."""
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("the path is empty; give one, e.g. . for the current directory")
+    return Path(value)
+
+
+#: What every path option passes to ``typer.Option``: the parser above, and the usual metavar.
+PATH = {"parser": parse_path, "metavar": "<path>"}
 
 
 def _check_device(value: str | None) -> str | None:
@@ -32,18 +48,19 @@ Device = Annotated[
 ]
 DataDir = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
+    typer.Option("--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist).", **PATH),
 ]
 CacheDir = Annotated[
     Optional[Path],
-    typer.Option("--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints)."),
+    typer.Option("--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints).",
+                 **PATH),
 ]
 Seeds = Annotated[str, typer.Option("--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7.")]
 
 
 def output_option(help: str):
     """The ``--output/-o`` directory option with a command's own description of what goes there."""
-    return typer.Option(..., "--output", "-o", help=help)
+    return typer.Option(..., "--output", "-o", help=help, **PATH)
 
 
 def parse_seeds(spec: str | Sequence[int]) -> list[int]:
@@ -68,13 +85,15 @@ def parse_seeds(spec: str | Sequence[int]) -> list[int]:
                     lo, hi = int(lo), int(hi)
                     if hi < lo:
                         raise ValueError
-                    seeds.extend(range(lo, hi + 1))
                 else:
-                    seeds.append(int(part))
+                    lo = hi = int(part)
             except (TypeError, ValueError):
                 raise ConfigError(
                     f"seeds: cannot parse {part!r} in {spec!r}; use a range like 0-4 or a list like 0,2,5"
                 ) from None
+            if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise ConfigError(f"seeds: {spec!r} names more than {MAX_SEEDS} seeds")
+            seeds.extend(range(lo, hi + 1))
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
     return seeds

@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from layer_sim.cli._shared import PATH
 from layer_sim.runs.executors import BACKENDS, DEFAULT_BACKEND, DEFAULT_WORKERS
 from layer_sim.store import STATUSES, Store, default_store_path
 
@@ -30,7 +31,8 @@ __all__ = ["runs_app", "StoreOption", "WorkersOption", "BackendOption", "RayAddr
 
 #: ``--store PATH`` for experiment commands: default ``OUTPUT/results.sqlite`` (see :func:`store_path`).
 StoreOption = Annotated[Optional[Path], typer.Option(
-    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).")]
+    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).",
+    **PATH)]
 #: ``--workers N``.
 WorkersOption = Annotated[int, typer.Option(
     "--workers", min=1, help="Units run at once: 1 in this process, N > 1 a pool of N processes (with --backend ray: tasks in flight).")]
@@ -60,7 +62,7 @@ runs_app = typer.Typer(name="runs", help="Inspect and export a results store: li
 #: Leading hex digits of a key shown by ``runs list`` (``runs show`` takes any unambiguous prefix).
 KEY_SHOWN = 12
 
-_StoreArg = Annotated[Path, typer.Option("--store", help="Results store file (SQLite).")]
+_StoreArg = Annotated[Path, typer.Option("--store", help="Results store file (SQLite).", **PATH)]
 
 
 @runs_app.callback()
@@ -161,7 +163,7 @@ def show_cmd(
 @runs_app.command("export", epilog=EXPORT_EXAMPLE)
 def export_cmd(
     store: _StoreArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for runs, metrics, histories, artefacts and meta files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for runs, metrics, histories, artefacts and meta files.", **PATH)],
     format: Annotated[Literal["csv", "parquet"], typer.Option("--format", help="csv, or parquet (needs pyarrow).")] = "csv",
 ) -> None:
     """Export every table of a store as CSV or Parquet files (histories expanded to one column per field).

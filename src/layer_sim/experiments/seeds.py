@@ -19,7 +19,10 @@ from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
 if TYPE_CHECKING:
     from layer_sim.analysis.stats import SeedSummary
 
-__all__ = ["SeedsResult", "train_seeds"]
+__all__ = ["SeedsResult", "train_seeds", "THRESHOLD"]
+
+#: What the threshold of the t-test may be: an accuracy.
+THRESHOLD = Real(0, 1)
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class SeedsResult:
     test_accuracy: list[float]
     train_seconds: list[float]
     reused: list[bool]
-    summary: SeedSummary | None  # None when all accuracies are equal (e.g. one seed): no t-test
+    summary: SeedSummary | None  # None when all accuracies are equal (e.g. one seed) or one is NaN: no t-test
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``summary.json``: per-seed lists, spec and key, and the summary's fields.
@@ -41,7 +44,7 @@ class SeedsResult:
         d: dict[str, Any] = {
             "seeds": self.seeds,
             "test_accuracy": [_finite(a) for a in self.test_accuracy],
-            "train_seconds": self.train_seconds,
+            "train_seconds": [_finite(s) for s in self.train_seconds],
             "reused": self.reused,
             "spec": self.spec.to_dict(),
             "key": self.spec.key(),
@@ -98,7 +101,7 @@ def train_seeds(
     seeds = [check("train_seeds", "seeds", Int(0), s) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"train_seeds: seeds must be distinct, got {seeds}")
-    threshold = check("train_seeds", "threshold", Real(0, 1), threshold)
+    threshold = check("train_seeds", "threshold", THRESHOLD, threshold)
     output = writable_dir(output, what="train_seeds: output")
     accs, secs, reused = [], [], []
     for seed in seeds:
@@ -110,8 +113,10 @@ def train_seeds(
         if log is not None:
             how = "reused" if reused[-1] else f"trained in {time.perf_counter() - start:.0f} s"
             log(f"seed {seed}: test accuracy {accs[-1]:.4f} ({how})")
-    # A t-test needs two differing values; report None rather than failing after training.
-    summary = summarize(accs, threshold=threshold) if len(set(accs)) > 1 else None
+    # A t-test needs two differing, finite values (a task without a test split has NaN accuracy);
+    # report None rather than failing after training.
+    testable = len(set(accs)) > 1 and all(math.isfinite(a) for a in accs)
+    summary = summarize(accs, threshold=threshold) if testable else None
     result = SeedsResult(spec, seeds, accs, secs, reused, summary)
     text = json.dumps(result.to_dict(), indent=2, allow_nan=False)
     atomic_write(output / "summary.json", lambda fh: fh.write(text.encode()))
