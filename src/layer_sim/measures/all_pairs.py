@@ -452,7 +452,8 @@ def _gram_route(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], precisio
             c = centred(x.to(accumulation_dtype(x.device)))
             if c.constant:
                 raise degenerate_error(fn, f"representation {name}", CONSTANT)
-            xc = c.xc.to(dtype)
+            # centred() keeps the float64 window; float32 GEMMs need theirs (1e37 squared overflows).
+            xc = ldexp(c.xc, scale_exponent(max_abs(c.xc), dtype)).to(dtype)
             K = (xc @ xc.T).to(torch.float64).reshape(-1)
             out.append(ldexp(K, -math.frexp(max_abs(K))[1]))
         return torch.stack(out)
