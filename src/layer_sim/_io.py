@@ -173,6 +173,27 @@ def _naming(exc: OSError, path: Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
+def loads_json(text: str):
+    """``json.loads``, but JSON nested too deeply for Python's parser is a ``JSONDecodeError`` too.
+
+    The standard parser recurses once per level and raises ``RecursionError`` (not a
+    ``ValueError``) on, e.g., ``[[[[...]]]]`` 100,000 levels deep; every reader of files we did not
+    necessarily write goes through here so that such a file is refused like any other non-JSON.
+
+    Examples
+    --------
+    >>> loads_json('{"a": [1]}')
+    {'a': [1]}
+    >>> loads_json("[" * 100_000 + "]" * 100_000)
+    Traceback (most recent call last):
+    json.decoder.JSONDecodeError: nested too deeply: line 1 column 1 (char 0)
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def canonical_json(obj) -> str:
     """Deterministic JSON: sorted keys, no spaces, no NaN/Inf (they are not JSON).
 

@@ -189,3 +189,98 @@ def test_the_writability_check_creates_nothing(tmp_path):
 
     assert writable_dir(tmp_path / "a" / "b", what="--output") == tmp_path / "a" / "b"
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- reports: matrices, tables, figures
+
+
+def _matrix(values=((1.0, 0.5),)):
+    import numpy as np
+
+    from layer_sim.analysis import SimilarityMatrix
+
+    values = np.array(values)
+    return SimilarityMatrix(values, tuple(f"a{i}" for i in range(values.shape[0])),
+                            tuple(f"b{j}" for j in range(values.shape[1])), "linear_cka")  # fmt: skip
+
+
+MATRIX_FILES = {
+    "deeply nested JSON": ("m.json", "[" * 100_000 + "]" * 100_000, r"invalid JSON \(nested too deeply"),
+    "repeated row names (JSON)": ("m.json", json.dumps({"measure": "x", "rows": ["a", "a"], "cols": ["b"], "values": [[1], [2]]}),
+                                  "row name\\(s\\) 'a' appear more than once"),
+    "repeated column names (CSV)": ("m.csv", "linear_cka,b,b\na,1,2\n", "column name\\(s\\) 'b' appear more than once"),
+    "no rows (JSON)": ("m.json", json.dumps({"measure": "x", "rows": [], "cols": ["b"], "values": []}), '"rows" must be a non-empty list'),
+    "no rows key": ("m.json", json.dumps({"measure": "x", "cols": ["b"], "values": [[1]]}), "no rows"),
+    "NaN token": ("m.json", '{"measure": "x", "rows": ["a"], "cols": ["b"], "values": [[NaN]]}', "row 'a': nan is not a finite number"),
+    "header only (CSV)": ("m.csv", "linear_cka,b1\n", "it has no rows"),
+}
+
+
+@pytest.mark.parametrize("name", list(MATRIX_FILES))
+def test_a_damaged_matrix_file_is_a_data_error_naming_it(tmp_path, name):
+    from layer_sim.report.files import load_matrix
+
+    file, text, problem = MATRIX_FILES[name]
+    (tmp_path / file).write_text(text)
+    with pytest.raises(DataError, match=f"load_matrix: {tmp_path / file} is not a similarity matrix: {problem}"):
+        load_matrix(tmp_path / file)
+
+
+def test_deeply_nested_meta_json_is_a_data_error(tmp_path):
+    from layer_sim.training import load_checkpoint, save_checkpoint
+    from layer_sim.models import MLP
+
+    save_checkpoint(tmp_path, MLP((4, 2)))
+    (tmp_path / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"meta.json is not valid JSON \(nested too deeply"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_table_with_nan_is_written_as_strict_json(tmp_path):
+    from layer_sim.report.tables import write_table
+
+    paths = write_table([{"measure": "x", "accuracy": float("nan"), "stderr": float("inf")}], tmp_path)
+    records = json.loads((tmp_path / "table.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert records == [{"measure": "x", "accuracy": None, "stderr": None}] and len(paths) == 3
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda p: _save_figure(_heatmap(), p / "m.xyz"), "UnknownNameError", r"save_figure: unknown image format '.xyz' of .*; use one of .*\.png"),
+    (lambda p: _save_figure(_heatmap(), p / "m.png", dpi=0), "ConfigError", r"save_figure: dpi must be a finite number in \(0, inf\], got 0"),
+    (lambda p: _save_figure(_heatmap(), p / "m.png", dpi=float("nan")), "ConfigError", "save_figure: dpi must be a finite number"),
+    (lambda p: _save_figure("figure.png", p / "m.png"), "InputError", "save_figure: fig must be a matplotlib Figure, got str"),
+    (lambda p: _heatmap([[1.0]]), "InputError", "heatmap: matrix must be a SimilarityMatrix"),
+    (lambda p: _grid([]), "InputError", "grid_figure: no matrices to draw"),
+    (lambda p: _grid([_matrix()], titles=["a", "b"]), "ConfigError", "grid_figure: 2 titles for 1 matrices"),
+    (lambda p: _save_matrix([[1.0]], p / "m.json"), "InputError", "save_matrix: matrix must be a SimilarityMatrix"),
+])
+def test_report_arguments_are_refused_naming_them(tmp_path, call, error, message):
+    import layer_sim.errors
+
+    with pytest.raises(getattr(layer_sim.errors, error), match=message):
+        call(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def _heatmap(matrix=None):
+    from layer_sim.report.figures import heatmap
+
+    return heatmap(_matrix() if matrix is None else matrix).figure
+
+
+def _grid(matrices, **kw):
+    from layer_sim.report.figures import grid_figure
+
+    return grid_figure(matrices, **kw)
+
+
+def _save_figure(fig, path, **kw):
+    from layer_sim.report.figures import save_figure
+
+    return save_figure(fig, path, **kw)
+
+
+def _save_matrix(matrix, path):
+    from layer_sim.report.files import save_matrix
+
+    return save_matrix(matrix, path)

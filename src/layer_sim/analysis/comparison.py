@@ -54,6 +54,10 @@ class SimilarityMatrix:
                 f"SimilarityMatrix: values have shape {values.shape}, expected "
                 f"({len(self.rows)}, {len(self.cols)}) for {len(self.rows)} rows and {len(self.cols)} columns"
             )
+        for what, names in (("row", self.rows), ("column", self.cols)):
+            repeated = sorted({n for n in names if list(names).count(n) > 1})
+            if repeated:  # best_match, to_frame and a file's reader would pick one of them silently
+                raise InputError(f"SimilarityMatrix: {what} name(s) {', '.join(map(repr, repeated))} appear more than once")
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "cols", tuple(self.cols))

@@ -37,7 +37,7 @@ def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
                 digits: int = 1) -> list[Path]:
     """Write ``stem.md``, ``stem.csv`` and ``stem.json`` into ``directory``; returns the paths.
 
-    The JSON file is the list of records as given (``None`` becomes ``null``); the CSV has one
+    The JSON file is the list of records as given (``None``, NaN and infinities become ``null``); the CSV has one
     header row with the column keys and empty cells for ``None``.
     """
     directory = Path(directory)
@@ -49,7 +49,9 @@ def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
     texts = {
         directory / f"{stem}.md": markdown_table(records, columns=columns, headers=headers, digits=digits),
         directory / f"{stem}.csv": table_csv.getvalue(),
-        directory / f"{stem}.json": json.dumps([dict(r) for r in records], indent=1, allow_nan=False),
+        # NaN/Inf (e.g. an accuracy that does not exist) are null: strict JSON, readable anywhere.
+        directory / f"{stem}.json": json.dumps([{k: _json_value(v) for k, v in r.items()} for r in records],
+                                               indent=1, allow_nan=False),
     }
     for path, text in texts.items():
         atomic_write(path, lambda fh, text=text: fh.write(text.encode()))
@@ -62,3 +64,7 @@ def _cell(value, digits: int) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _json_value(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from layer_sim._io import atomic_write
+from layer_sim._io import atomic_write, loads_json
 from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError, LayerSimError
 from layer_sim.models import MLP
@@ -162,7 +162,7 @@ def read_meta(directory) -> dict[str, Any]:
     """
     path = Path(directory) / _META
     try:
-        meta = json.loads(path.read_text())
+        meta = loads_json(path.read_text())
     except FileNotFoundError:
         raise DataError(f"load_checkpoint: {path} does not exist") from None
     except IsADirectoryError:
