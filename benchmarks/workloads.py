@@ -250,4 +250,7 @@ def task_w4(cfg, *, measure: str) -> dict:
 
 
 def w4_measures() -> list[str]:
-    return available()
+    # W4 extracts features only; gradient-aware indexes are timed in benchmarks/gradients.py.
+    from layer_sim.measures import get
+
+    return [name for name in available() if not get(name, **W4_PARAMS.get(name, lambda n: {})(10)).uses_gradients]

@@ -40,6 +40,9 @@ RESULTS = {
     "layer_sim.analysis.comparison": ["SimilarityMatrix"],
     "layer_sim.analysis.identification": ["LayerIdentification"],
     "layer_sim.experiments.sanity": ["SanityCheckResult", "RowResult", "ArchitectureComparison"],
+    "layer_sim.experiments.seeds": ["SeedsResult"],
+    "layer_sim.experiments.pruning": ["PruningStudyResult", "NetworkRow", "ParameterRow", "SimilarityRow"],
+    "layer_sim.experiments.gradient_study": ["GradientStudyResult", "IdentificationRow"],
 }
 VIEW_METHODS = {"plot", "save", "load", "write", "savefig", "show", "to_csv", "to_json", "to_markdown"}
 

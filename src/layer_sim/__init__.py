@@ -15,7 +15,7 @@ from layer_sim._version import __version__
 _EXPORTS = {
     **dict.fromkeys(
         ["LayerSimError", "InputError", "DegenerateInputError", "UnknownNameError", "DataError", "ConfigError",
-         "TrainingDivergedError"],
+         "TrainingDivergedError", "IncompleteError", "UnitsFailedError"],
         "layer_sim.errors",
     ),
     **dict.fromkeys(["compare", "SimilarityMatrix", "layer_identification", "LayerIdentification"], "layer_sim.analysis"),

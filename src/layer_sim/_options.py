@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from layer_sim.errors import ConfigError, UnknownNameError
 
-__all__ = ["Real", "Int", "Flag", "Choice", "Maybe", "check_options", "check", "strict_signature"]
+__all__ = ["Real", "Int", "Flag", "Choice", "Maybe", "Ascending", "check_options", "check", "strict_signature"]
 
 INT64_MAX = 2**63 - 1
 
@@ -112,13 +112,32 @@ class Choice:
 class Maybe:
     """``None`` or a value accepted by ``inner``."""
 
-    inner: Real | Int | Flag | Choice
+    inner: Real | Int | Flag | Choice | Ascending
 
     def check(self, where: str, value: Any):
         return None if value is None else self.inner.check(where, value)
 
 
-Spec = Real | Int | Flag | Choice | Maybe
+@dataclass(frozen=True)
+class Ascending:
+    """A strictly increasing sequence (possibly empty) of values accepted by ``inner``, as a tuple.
+
+    Any sequence but a string is accepted (a JSON list comes back as a tuple, so a round trip
+    through JSON gives an equal, hashable value).
+    """
+
+    inner: Real | Int
+
+    def check(self, where: str, value: Any) -> tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a sequence of strictly increasing values, got {value!r}")
+        items = tuple(self.inner.check(f"{where}[{i}]", v) for i, v in enumerate(value))
+        if any(b <= a for a, b in zip(items, items[1:])):
+            raise ConfigError(f"{where} must be strictly increasing, got {list(items)}")
+        return items
+
+
+Spec = Real | Int | Flag | Choice | Maybe | Ascending
 
 
 def check(fn: str, name: str, spec: Spec, value: Any):

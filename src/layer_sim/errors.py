@@ -27,3 +27,11 @@ class ConfigError(LayerSimError):
 
 class TrainingDivergedError(LayerSimError):
     """The training loss (or the weights) became NaN or infinite; the message names epoch, step and learning rate."""
+
+
+class IncompleteError(DataError):
+    """A result was asked of a results store that does not hold every unit it needs (yet)."""
+
+
+class UnitsFailedError(LayerSimError):
+    """Units of an experiment failed every attempt; the message names how many, the first error and how to see all."""

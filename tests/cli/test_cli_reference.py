@@ -24,7 +24,7 @@ def test_readme_block_equals_the_generated_reference():
 def test_every_command_is_in_the_reference_and_every_help_ends_with_an_example():
     text = render()
     commands = typer.main.get_command(app).commands
-    assert {"train", "sanity-check", "runs"} <= set(commands)
+    assert {"train", "sanity-check", "runs", "pruning-study"} <= set(commands)
     helps = text.split("$ layer-sim")[1:]
     assert [h.split("--help", 1)[0].split() for h in helps] == command_paths()
     for h in helps:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from layer_sim.cli import app
 from layer_sim.data import mnist as mnist_mod
+from layer_sim.store import Store
 from layer_sim.training import DEFAULT_SPEC, checkpoint_dir
 
 runner = CliRunner()
@@ -77,12 +78,24 @@ def test_train_two_seeds_writes_summary_and_checkpoints(tiny_mnist, tmp_path):
         assert text in result.output
     assert summary["reused"] == [False, False]
 
-    # Second invocation reuses both checkpoints and reports the same accuracies.
+    with Store(out / "results.sqlite") as st:
+        runs, sweeps = st.runs(), st.sweeps()
+    assert sorted(runs["kind"]) == ["network.train"] * 2 and set(runs["status"]) == {"done"}
+    assert sweeps["command"].tolist() == [["layer-sim", "train", "--output", str(out), "--seeds", "0,3", "--epochs",
+                                           "2", "--threshold", "0.5", "--data-dir", str(tiny_mnist),
+                                           "--limit-train", "100"]]
+
+    # A second invocation finds both units done in the store: nothing runs, same summary.
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "reused" in again.output
-    summary2 = json.loads((out / "summary.json").read_text())
-    assert summary2["test_accuracy"] == accs and summary2["reused"] == [True, True]
+    assert "2 units: 0 done, 2 skipped" in again.output
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+    # Another store: the units run again and find the checkpoints in the output directory.
+    third = runner.invoke(app, [*args, "--store", str(tmp_path / "other.sqlite")])
+    assert third.exit_code == 0, third.output
+    summary3 = json.loads((out / "summary.json").read_text())
+    assert summary3["test_accuracy"] == accs and summary3["reused"] == [True, True] and "reused" in third.output
 
 
 def test_bad_seed_spec_is_a_one_line_error(tiny_mnist, tmp_path):

@@ -36,3 +36,16 @@ def test_unknown_option_or_choice_is_an_unknown_name_error_listing_the_valid_one
         check_options("f", DECLARED, {"kernel": "poly"})
     with pytest.raises(UnknownNameError):
         check_options("f", DECLARED, {"kernel": ["linear"]})
+
+
+def test_ascending_sequences_are_tuples_of_checked_strictly_increasing_values():
+    from layer_sim._options import Ascending
+
+    spec = Ascending(Int(1))
+    assert spec.check("f: m", [10, 12]) == (10, 12) and spec.check("f: m", ()) == ()
+    assert type(spec.check("f: m", [np.int64(3)])[0]) is int
+    for bad, match in [((12, 10), r"f: m must be strictly increasing, got \[12, 10\]"),
+                       ((3, 3), "strictly increasing"), ("10,12", "must be a sequence"), (10, "must be a sequence"),
+                       ((0, 2), r"f: m\[0\] must be an integer >= 1, got 0"), ((1, 2.5), r"m\[1\] must be an integer")]:
+        with pytest.raises(ConfigError, match=match):
+            spec.check("f: m", bad)

@@ -1,32 +1,35 @@
-"""End-to-end sanity check on a tiny budget: through the library and through the CLI."""
+"""End-to-end sanity check on a tiny budget: as units in a store, resumed after kill -9, through the CLI."""
 
 import importlib
 import inspect
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-import layer_sim.training.spec
-from layer_sim.training.checkpoint import load_checkpoint
+from _tiny import ARCHS, K, ROWS, TINY
 from layer_sim.cli import app
 from layer_sim.data import load_mnist
-from layer_sim.errors import ConfigError
-from layer_sim.experiments.sanity import TABLE2_ROWS, Row, Timings, sanity_check
+from layer_sim.errors import ConfigError, IncompleteError
+from layer_sim.experiments.sanity import TABLE2_ROWS, SanityCheckSpec, Timings, collect, plan, sanity_check
 from layer_sim.report.sanity import write_sanity_check
-from layer_sim.training import NetworkSpec, checkpoint_dir
+from layer_sim.store import Store
+from layer_sim.training import checkpoint_dir
+from layer_sim.training.checkpoint import load_checkpoint
 
+HERE = Path(__file__).resolve().parent
 experiment = importlib.import_module("layer_sim.experiments.sanity")
-TINY = NetworkSpec().replace(widths=(784, 24, 20, 10), epochs=1, limit_train=1500)
-ARCHS = {"deep": (784, 16, 16, 16, 10)}
-ROWS = (
-    Row("CKA (Linear)", "linear_cka", {}, 99.3),
-    Row("PWCCA", "pwcca", {}, 11.1),
-    Row("CKA (RBF 0.4)", "rbf_cka", {"sigma": 0.4}, 99.1),
-)
-K = 60
+COMMAND = ["layer-sim", "sanity-check", "--nets", "3"]
+
+
+def _spec():
+    return SanityCheckSpec.make(nets=3, examples=K, network=TINY, rows=ROWS, architectures=ARCHS)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +40,9 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(cache, tmp_path_factory):
     lines = []
-    res = sanity_check(nets=3, examples=K, config=TINY, rows=ROWS, architectures=ARCHS,
-                       cache_dir=cache, log=lines.append)
     out = tmp_path_factory.mktemp("out")
+    res = sanity_check(store=out / "results.sqlite", nets=3, examples=K, config=TINY, rows=ROWS, architectures=ARCHS,
+                       cache_dir=cache, command=COMMAND, log=lines.append)
     return res, write_sanity_check(res, out), out, lines
 
 
@@ -50,7 +53,7 @@ def _numpy_linear_cka(x, y):
 
 def test_table_records_and_files(run):
     res, written, out, lines = run
-    assert res.nets == 3 and res.layers == ("act1", "act2") and res.examples == K
+    assert res.nets == 3 and res.layers == ("act1", "act2") and res.examples == K and res.reused == (False,) * 3
     recs = json.loads((out / "table.json").read_text())
     assert [set(r) for r in recs] == [{"measure", "accuracy", "stderr", "paper"}] * 3
     assert [r["measure"] for r in recs] == ["CKA (Linear)", "PWCCA", "CKA (RBF 0.4)"]
@@ -65,11 +68,23 @@ def test_table_records_and_files(run):
                  "architectures/deep_linear_cka.png", "architectures/deep_svcca_rho.csv",
                  "architectures/deep_best_match.md"]:
         assert (out / name).is_file() and (out / name) in written, name
-    assert sum("trained" in line for line in lines) == 4  # 3 networks + 1 other architecture
+    assert lines == ["sanity-check: stage 1 of 2, 2 units", lines[1], "sanity-check: stage 2 of 2, 4 units", lines[3]]
+    assert lines[1].startswith("2 units: 2 done, 0 skipped") and lines[3].startswith("4 units: 4 done, 0 skipped")
     t = res.timings
     assert isinstance(t, Timings)
     assert t.identification == pytest.approx(sum(r.seconds for r in res.rows))
     assert 0 < t.extract < t.total and t.train_or_load + t.extract + t.identification + t.architectures <= t.total
+
+
+def test_the_store_holds_one_unit_per_piece_the_experiment_and_its_command(run):
+    _, _, out, _ = run
+    with Store(out / "results.sqlite") as s:
+        runs, sweeps, exps = s.runs(), s.sweeps(), s.experiments()
+    assert sorted(runs["kind"]) == sorted(["network.ensemble", "network.train", "sanity.identify", "sanity.identify",
+                                           "sanity.identify", "sanity.architecture"])
+    assert set(runs["status"]) == {"done"} and set(runs["attempts"]) == {1}
+    assert exps["name"].tolist() == ["sanity-check"] and SanityCheckSpec.from_dict(exps["spec"][0]) == _spec()
+    assert [c for c in sweeps["command"]] == [COMMAND, COMMAND] and set(sweeps["experiment"]) == {exps["key"][0]}
 
 
 def test_heatmap_values_match_an_independent_computation(run, cache):
@@ -103,36 +118,98 @@ def test_architecture_comparison(run):
     assert all(b["CKA (Linear)"] == cka.cols[int(np.argmax(cka.values[i]))] for i, b in enumerate(best))
 
 
-def test_second_run_reuses_checkpoints_and_reproduces(run, cache):
-    res, *_ = run
+def test_a_rerun_skips_every_unit_and_a_new_store_reuses_the_checkpoints(run, cache, tmp_path):
+    res, _, out, _ = run
     lines = []
-    again = sanity_check(nets=3, examples=K, config=TINY, rows=ROWS[:1], architectures={},
-                         cache_dir=cache, log=lines.append)
-    assert sum("reused" in line for line in lines) == 3
-    assert again.records()[0] == res.records()[0]
-    assert again.test_accuracies == res.test_accuracies
+    again = sanity_check(store=out / "results.sqlite", nets=3, examples=K, config=TINY, rows=ROWS,
+                         architectures=ARCHS, cache_dir=cache, log=lines.append)
+    assert [line for line in lines if "skipped" in line][0].startswith("2 units: 0 done, 2 skipped")
+    assert again.records() == res.records() and again.test_accuracies == res.test_accuracies
+    fresh = sanity_check(store=tmp_path / "new.sqlite", nets=3, examples=K, config=TINY, rows=ROWS[:1],
+                         architectures={}, cache_dir=cache)
+    assert fresh.reused == (True,) * 3 and fresh.records()[0] == res.records()[0]
 
 
-def test_cli_prints_table_and_writes_files(run, cache, tmp_path, monkeypatch):
+def test_kill_9_of_the_driver_then_rerun_finishes_with_the_same_table(run, cache, tmp_path):
+    res, _, out, _ = run
+    store = tmp_path / "results.sqlite"
+    proc = subprocess.Popen([sys.executable, str(HERE / "_sanity_driver.py"), str(store), str(cache), "1.0"],
+                            cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if store.exists():
+                with Store(store) as s:
+                    runs = s.runs()
+                identified = runs[(runs["kind"] == "sanity.identify") & (runs["status"] == "done")]
+                if len(identified) >= 1:
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        _, err = proc.communicate()
+    assert proc.returncode == -9, f"the driver was not killed mid-run: {err[-2000:]}"
+    with Store(store) as s:
+        before = s.runs().set_index("key")
+        with pytest.raises(IncompleteError, match="units are not done"):
+            collect(s, _spec())
+    done_before = before.index[before["status"] == "done"]
+    assert 3 <= len(done_before) < 6  # both networks and some identification, not everything
+    again = sanity_check(store=store, nets=3, examples=K, config=TINY, rows=ROWS, architectures=ARCHS, cache_dir=cache)
+    written = write_sanity_check(again, tmp_path / "out")
+    assert (tmp_path / "out/table.md").read_bytes() == (out / "table.md").read_bytes()
+    assert tmp_path / "out/table.md" in written
+    with Store(store) as s:
+        after = s.runs().set_index("key")
+        sweeps = s.sweeps()
+    assert (after.loc[done_before, "attempts"] == 1).all()  # nothing finished before the kill ran again
+    assert set(after["status"]) == {"done"} and len(after) == 6
+    assert sweeps["finished"].isna().sum() == 1  # the killed sweep never finished
+
+
+def test_cli_runs_on_two_workers_writes_files_and_the_store(run, cache, tmp_path, monkeypatch):
     # The CLI runs the default experiment; point its defaults at the tiny, already-cached setup.
-    monkeypatch.setattr(layer_sim.training.spec, "DEFAULT_SPEC", TINY)
+    monkeypatch.setattr(experiment, "DEFAULT_SPEC", TINY)
     monkeypatch.setattr(experiment, "DEFAULT_ARCHITECTURES", {})
     body = inspect.unwrap(sanity_check)  # the function itself, under its argument-checking wrapper
     monkeypatch.setattr(body, "__kwdefaults__", {**body.__kwdefaults__, "rows": ROWS[:2]})
-    result = CliRunner().invoke(app, ["sanity-check", "--nets", "3", "--examples", str(K),
-                                      "--output", str(tmp_path / "o"), "--cache-dir", str(cache)])
+    store = tmp_path / "elsewhere" / "s.sqlite"
+    result = CliRunner().invoke(app, ["sanity-check", "--nets", "3", "--examples", str(K), "--output",
+                                      str(tmp_path / "o"), "--cache-dir", str(cache), "--store", str(store),
+                                      "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "CKA (Linear)" in result.output and "Paper" in result.output and "reused" in result.output
-    assert json.loads((tmp_path / "o/table.json").read_text())[0] == run[0].records()[0]
+    # pool workers (one torch thread each) find what the in-process run found
+    assert json.loads((tmp_path / "o/table.json").read_text()) == run[0].records()[:2]
+    with Store(store) as s:
+        sweeps = s.sweeps()
+        workers = set(s.runs()["worker"])
+    # the options given, in the command's order
+    assert sweeps["command"][0] == ["layer-sim", "sanity-check", "--output", str(tmp_path / "o"), "--nets", "3",
+                                    "--examples", str(K), "--cache-dir", str(cache), "--store", str(store),
+                                    "--workers", "2"]
+    assert len(workers) == 2  # two worker processes ran the units
+    assert not (tmp_path / "o" / "results.sqlite").exists()  # --store was obeyed
 
 
-def test_bad_settings_are_config_errors(cache):
+def test_bad_settings_are_config_errors(cache, tmp_path):
     with pytest.raises(ConfigError, match="nets must be"):
-        sanity_check(nets=1, config=TINY, architectures={}, cache_dir=cache)
+        sanity_check(store=tmp_path / "s.sqlite", nets=1, config=TINY, architectures={}, cache_dir=cache)
     with pytest.raises(ConfigError, match="larger than every layer width"):
-        sanity_check(nets=2, examples=20, config=TINY, architectures={}, cache_dir=cache)
-    result = CliRunner().invoke(app, ["sanity-check", "--nets", "1", "--output", "x", "--cache-dir", str(cache)])
+        sanity_check(store=tmp_path / "s.sqlite", nets=2, examples=20, config=TINY, architectures={}, cache_dir=cache)
+    assert not (tmp_path / "s.sqlite").exists()  # refused before any store was made
+    result = CliRunner().invoke(app, ["sanity-check", "--nets", "1", "--output", str(tmp_path / "x"),
+                                      "--cache-dir", str(cache)])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_plan_puts_only_what_changes_the_result_in_unit_keys():
+    spec = _spec()
+    relabelled = SanityCheckSpec.make(nets=3, examples=K, network=TINY, architectures={"renamed": ARCHS["deep"]},
+                                      rows=[type(r)(r.label + "!", r.measure, r.params, None) for r in ROWS])
+    assert [u.key for stage in plan(relabelled) for u in stage] == [u.key for stage in plan(spec) for u in stage]
+    more = SanityCheckSpec.make(nets=3, examples=K + 1, network=TINY, rows=ROWS, architectures=ARCHS)
+    assert plan(more)[0][0].key == plan(spec)[0][0].key and plan(more)[1][0].key != plan(spec)[1][0].key
 
 
 def test_paper_values_are_table2():

@@ -20,6 +20,8 @@ NON_DEFAULT = {
     "svcca_r2": {"variance": 0.95},
     "rbf_cka": {"sigma": 0.4, "debiased": True, "block_size": 7},
     "minibatch_cka": {"kernel": "rbf", "sigma": 0.5, "batch_size": 10, "seed": 3},
+    "gradient_cka": {"debiased": False, "buckets": 16, "nonzeros": 2, "seed": 3, "block_size": 7},
+    "gradient_nbs": {"buckets": 16, "nonzeros": 4, "seed": 1},
 }
 
 
@@ -33,6 +35,15 @@ def every_measure():
     return [get(name, **NON_DEFAULT.get(name, {})) for name in available()]
 
 
+def grads(m, x, y):
+    """The gradients a gradient-aware measure needs (any arrays of the features' shapes), else none."""
+    return {"x_grad": np.cos(x), "y_grad": np.sin(y)} if m.uses_gradients else {}
+
+
+def prepare(m, x, grad):
+    return m.prepare(x, grad=grad) if m.uses_gradients else m.prepare(x)
+
+
 def test_every_declared_option_is_covered_here():
     for name in available():
         declared = options(name)
@@ -43,15 +54,16 @@ def test_every_declared_option_is_covered_here():
 @pytest.mark.parametrize("m", every_measure(), ids=available())
 def test_pickle_round_trip_gives_identical_values_and_spec(m):
     x, y = pair()
+    g = grads(m, x, y)
     back = pickle.loads(pickle.dumps(m))
     assert back.spec == m.spec and back.name == m.name and back.symmetric == m.symmetric
-    assert back(x, y) == m(x, y)  # bit-identical: the same functions and parameters
+    assert back(x, y, **g) == m(x, y, **g)  # bit-identical: the same functions and parameters
     rebuilt = get(m.spec)
-    assert rebuilt(x, y) == m(x, y)
+    assert rebuilt(x, y, **g) == m(x, y, **g)
     assert rebuilt.spec == m.spec and hash(rebuilt.spec) == hash(m.spec)
     # prepared states pickle too (e.g. to ship a layer's preparation to another process)
-    px, py = pickle.loads(pickle.dumps((m.prepare(x), m.prepare(y))))
-    assert float(m.score(px, py)) == m(x, y)
+    px, py = pickle.loads(pickle.dumps((prepare(m, x, g.get("x_grad")), prepare(m, y, g.get("y_grad")))))
+    assert float(m.score(px, py)) == m(x, y, **g)
 
 
 def test_spawned_worker_computes_the_same_values():
@@ -59,11 +71,11 @@ def test_spawned_worker_computes_the_same_values():
     measures = every_measure()
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         remote = list(pool.map(partial(_call, x=x, y=y), measures))
-    assert remote == [m(x, y) for m in measures]
+    assert remote == [m(x, y, **grads(m, x, y)) for m in measures]
 
 
 def _call(m, *, x, y):
-    return m(x, y)
+    return m(x, y, **grads(m, x, y))
 
 
 def test_spec_is_canonical_hashable_and_json():
@@ -132,10 +144,10 @@ def test_misspelt_or_wrongly_typed_options():
 # --------------------------------------------------------------------------- gradients protocol
 
 
-def test_existing_measures_refuse_gradients_clearly():
+def test_measures_without_gradients_refuse_them_clearly():
     x, y = pair()
-    for m in every_measure():
-        assert m.uses_gradients is False
+    assert {m.name for m in every_measure() if m.uses_gradients} == {"gradient_cka", "gradient_nbs"}
+    for m in (m for m in every_measure() if not m.uses_gradients):
         with pytest.raises(InputError, match=f"{m.name}: does not use gradients"):
             m.prepare(x, grad=x)
         with pytest.raises(InputError, match="does not use gradients"):

@@ -22,7 +22,7 @@ NOT_CONFIGURED = {
     "SimilarityMatrix", "LayerIdentification", "SeedSummary", "SeedsResult", "SanityCheckResult", "RowResult",
     "ArchitectureComparison", "Timings", "Row", "Representations", "Measure", "Loss", "CrossEntropy", "MSEOneHot",
     "Checkpoint", "Callback", "FitResult", "TrainState", "UnitContext", "SweepSummary", "RunRecord", "Executor",
-    "SerialExecutor", "LocalPoolExecutor",
+    "SerialExecutor", "LocalPoolExecutor", "PrunedNetwork",
 }  # fmt: skip
 
 
@@ -124,7 +124,8 @@ def _load_mnist(*args, **kw):
 def _sanity(**kw):
     from layer_sim.experiments.sanity import sanity_check
 
-    return sanity_check(**kw)
+    # The store is never reached: every refusal comes first (nothing would be created there).
+    return sanity_check(store="/nonexistent/results.sqlite", **kw)
 
 
 # (what the user did, the call, the error, what the message must say)

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from layer_sim.errors import ConfigError, DataError
+from layer_sim.errors import ConfigError, DataError, UnitsFailedError
 from layer_sim.store import Store
 
 
@@ -114,9 +114,11 @@ def test_a_damaged_cached_checkpoint_is_a_data_error_naming_the_file(tmp_path, t
     read = {
         "train_or_load": lambda: train_or_load(spec, 0, cache_dir=tmp_path),
         "train_or_load_ensemble": lambda: train_or_load_ensemble(spec, [0], cache_dir=tmp_path),
-        "train_seeds": lambda: train_seeds([0], output=tmp_path, spec=spec),
+        "train_seeds": lambda: train_seeds([0], store=tmp_path / "results.sqlite", spec=spec, cache_dir=tmp_path),
     }[reader]
-    with pytest.raises(DataError, match=message) as info:
+    # train_seeds runs the seed as a unit of a sweep: its DataError is the first error of the failed units.
+    error = UnitsFailedError if reader == "train_seeds" else DataError
+    with pytest.raises(error, match=message) as info:
         read()
     assert str(checkpoint_dir(spec, 0, cache_dir=tmp_path)) in str(info.value)
     assert len(toy) == 1  # never retrained over, never trained on
@@ -175,13 +177,13 @@ def test_a_cache_directory_nothing_can_be_written_in_is_refused_before_training(
     assert toy == [] and os.listdir(tmp_path) == []
 
 
-def test_train_seeds_refuses_an_output_that_is_a_file_before_training(tmp_path, toy):
+def test_train_seeds_refuses_a_cache_that_is_a_file_before_training(tmp_path, toy):
     from layer_sim.experiments.seeds import train_seeds
 
-    (tmp_path / "out").write_text("x")
-    with pytest.raises(ConfigError, match=f"train_seeds: output {tmp_path / 'out'}: exists and is not a directory"):
-        train_seeds([0], output=tmp_path / "out", spec=_spec())
-    assert toy == []
+    (tmp_path / "cache").write_text("x")
+    with pytest.raises(UnitsFailedError, match=f"train_or_load: checkpoint directory {tmp_path / 'cache'}/.*: exists and is not a directory"):
+        train_seeds([0], store=tmp_path / "results.sqlite", cache_dir=tmp_path / "cache", spec=_spec())
+    assert toy == [] and (tmp_path / "cache").read_text() == "x"
 
 
 def test_the_writability_check_creates_nothing(tmp_path):

@@ -53,7 +53,7 @@ EXTRACT = [
     ("labels beyond the classes", lambda: extract(_net(), (X, Y + 3), gradients=True, objective=CrossEntropy()), InputError, r"class labels in 0..2 \(the model has 3 outputs\)"),
     ("float labels", lambda: extract(_net(), (X, Y.float()), gradients=True, objective=MSEOneHot()), InputError, "targets must be integer class labels"),
     ("labels of other length", lambda: extract(_net(), (X, Y[:5]), gradients=True, objective=CrossEntropy()), InputError, "x has 20 examples but y has 5"),
-    ("objective by name", lambda: extract(_net(), (X, Y), gradients=True, objective="cross_entropy"), ConfigError, "objective must be a Loss"),
+    ("objective by name", lambda: extract(_net(), (X, Y), gradients=True, objective="cross_entropy"), UnknownNameError, "extract: unknown objective 'cross_entropy'; available: loss, tang"),
     ("device gpu", lambda: extract(_net(), X, device="gpu"), ConfigError, "extract: device='gpu' is not a torch device name"),
     ("device cuda", lambda: extract(_net(), X, device="cuda:99"), ConfigError, "extract: device='cuda:99' but"),
     ("device mps", lambda: extract(_net(), X, device="mps"), ConfigError, "extract: device='mps' but MPS is not available"),

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from layer_sim.data.tasks import CrossEntropy, MSEOneHot, Task
-from layer_sim.errors import ConfigError, InputError
+from layer_sim.errors import ConfigError, InputError, UnknownNameError
 from layer_sim.models.mlp import MLP
 from layer_sim.representations import extract, iter_representations
 from layer_sim.representations._hooks import recording
@@ -122,8 +122,10 @@ def test_objective_mistakes_are_named(mlp):
         extract(mlp, (x, y), gradients=True)  # no silent default loss
     with pytest.raises(ConfigError, match="only used with gradients=True"):
         extract(mlp, (x, y), objective=CrossEntropy())
-    with pytest.raises(ConfigError, match="objective must be a Loss"):
+    with pytest.raises(UnknownNameError, match="unknown objective 'cross_entropy!'; available: loss, tang"):
         extract(mlp, (x, y), gradients=True, objective="cross_entropy!")
+    with pytest.raises(ConfigError, match="objective must be a Loss"):
+        extract(mlp, (x, y), gradients=True, objective=3)
     with pytest.raises(InputError, match=r"one value per example, shape \(5,\), got \(\)"):
         extract(mlp, (x, y), gradients=True, objective=lambda o, t: o.sum())
     with pytest.raises(InputError, match="integer class labels.*float32"):

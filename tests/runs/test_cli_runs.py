@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from _sweep_checks import store_contents
@@ -129,33 +128,3 @@ def test_the_console_script_prints_one_line_errors_and_leaves_a_bad_file_alone(t
     assert proc.stderr.strip() == (f"error: store {bad}: is not a layer_sim results store "
                                    "(not a SQLite database: file is not a database); refusing to touch it")
     assert hashlib.sha256(bad.read_bytes()).hexdigest() == digest and os.listdir(tmp_path) == ["notes.sqlite"]
-
-
-# ---------------------------------------------------------------- the shared sweep options
-
-
-def test_the_sweep_option_bundle_parses_and_checks_like_make_executor(tmp_path):
-    from layer_sim.cli.runs import (DEFAULT_BACKEND, DEFAULT_WORKERS, BackendOption, RayAddressOption, StoreOption,
-                                    WorkersOption, store_path)
-    from layer_sim.runs import LocalPoolExecutor, SerialExecutor, make_executor
-
-    seen = {}
-    demo = typer.Typer()
-
-    @demo.command()
-    def sweep_cmd(output: Path = typer.Option(..., "--output"), store: StoreOption = None,
-                  workers: WorkersOption = DEFAULT_WORKERS, backend: BackendOption = DEFAULT_BACKEND,
-                  ray_address: RayAddressOption = None):
-        seen["store"] = store_path(store, output)
-        seen["executor"] = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-
-    assert runner.invoke(demo, ["--output", str(tmp_path)]).exit_code == 0
-    assert seen["store"] == tmp_path / "results.sqlite" and isinstance(seen["executor"], SerialExecutor)
-    assert runner.invoke(demo, ["--output", "o", "--store", str(tmp_path / "s.sqlite"), "--workers", "2"]).exit_code == 0
-    assert seen["store"] == tmp_path / "s.sqlite" and isinstance(seen["executor"], LocalPoolExecutor)
-    assert seen["executor"].capacity == 2
-    for bad in (["--workers", "0"], ["--backend", "slurm"]):
-        result = runner.invoke(demo, ["--output", "o", *bad])
-        assert result.exit_code == 2 and bad[0] in result.output
-    with pytest.raises(ConfigError, match="needs backend='ray'"):
-        runner.invoke(demo, ["--output", "o", "--ray-address", "auto"], catch_exceptions=False)

@@ -47,3 +47,26 @@ def test_backend_ray_without_ray_installed_says_how_to_get_it(monkeypatch, tmp_p
         run_sweep([Unit("test.compute", {"i": 0})], tmp_path / "r.sqlite", make_executor(backend="ray"))
     with Store(tmp_path / "r.sqlite") as s:
         assert s.counts()["running"] == 0
+
+
+def test_an_experiment_runs_on_ray_as_it_runs_in_process(ray_session, tmp_path):
+    """layer-sim train's experiment on Ray and in this process (one torch thread in both): the same accuracies."""
+    import torch
+
+    from layer_sim.experiments.seeds import train_seeds
+    from layer_sim.training import DEFAULT_SPEC
+
+    spec = DEFAULT_SPEC.replace(epochs=1, limit_train=200)
+    results = {}
+    for name, executor in [("ray", RayExecutor()), ("serial", None)]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # what each Ray task runs with (RayExecutor threads=1)
+        try:
+            results[name] = train_seeds([0, 1], store=tmp_path / name / "results.sqlite", spec=spec, threshold=0.1,
+                                        cache_dir=tmp_path / name / "ckpt", executor=executor)
+        finally:
+            torch.set_num_threads(threads)
+    assert results["ray"].test_accuracy == results["serial"].test_accuracy
+    assert results["ray"].reused == [False, False]
+    with Store(tmp_path / "ray" / "results.sqlite") as s:
+        assert s.sweeps()["settings"][0]["executor"] == "RayExecutor"

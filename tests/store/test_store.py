@@ -45,7 +45,7 @@ def test_new_store_has_schema_version_application_id_and_all_tables(tmp_path):
     assert conn.execute("PRAGMA application_id").fetchone()[0] == int.from_bytes(b"LSim", "big") == APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(conn.execute("SELECT name, value FROM meta"))
-    assert meta["format"] == "layer_sim.store" and meta["schema_version"] == str(SCHEMA_VERSION) == "1"
+    assert meta["format"] == "layer_sim.store" and meta["schema_version"] == str(SCHEMA_VERSION) == "2"
     names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert names == set(TABLES)
     conn.close()
@@ -82,7 +82,7 @@ def test_readers_return_what_was_written(tmp_path):
         assert rec.status == "done" and rec.metrics == {"half": 0.5, "square": 1.0} and rec.histories == {"curve": 3}
         assert rec.versions["torch_version"] == "2.13.0" and rec.spec == {"i": 1}
         assert s.counts() == {"pending": 0, "running": 0, "done": 4, "failed": 0}
-        assert s.table("meta").set_index("name").loc["schema_version", "value"] == "1"
+        assert s.table("meta").set_index("name").loc["schema_version", "value"] == "2"
 
 
 def test_prefix_resolution_and_unknown_names(tmp_path):
@@ -213,7 +213,7 @@ CASES = {
     "text file": (lambda p: p.write_text("key,status\na,done\n"), "not a SQLite database"),
     "empty file": (lambda p: p.write_bytes(b""), "empty file"),
     "foreign SQLite database": (_foreign, "is a SQLite database but not a layer_sim results store"),
-    "newer schema": (_newer, "schema version 99, newer than the 1 this layer_sim reads; upgrade"),
+    "newer schema": (_newer, "schema version 99, newer than the 2 this layer_sim reads; upgrade"),
     "truncated store": (_truncated, "damaged"),
     "corrupt page": (_corrupt_page, "damaged"),
 }

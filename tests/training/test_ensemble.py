@@ -35,6 +35,9 @@ RECIPES = {
     "adam": dict(optimizer="adam", lr=3e-3, momentum=0.8, weight_decay=1e-4, schedule="constant"),
     # The loss comes from the task: MSE against one-hot targets, batched as sequentially.
     "sgd-mse": dict(optimizer="sgd", lr=0.2, momentum=0.5, loss="mse_one_hot"),
+    # Step annealing and per-member gradient clipping (at a norm that clips most steps).
+    "sgd-step-clipped": dict(optimizer="sgd", lr=0.2, momentum=0.9, weight_decay=1e-4, schedule="step",
+                             milestones=(1,), gamma=0.1, clip_norm=0.05),
 }
 
 

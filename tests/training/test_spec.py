@@ -30,10 +30,18 @@ def test_default_key_is_sha256_of_the_documented_fields():
     [dict(widths=(784, 128, 10)), dict(activation="tanh"), dict(skip=True), dict(loss="mse_one_hot"),
      dict(limit_train=100), dict(optimizer="adam"), dict(lr=0.1), dict(momentum=0.5), dict(readout_lr=0.01),
      dict(weight_decay=0.0), dict(batch_size=64), dict(epochs=3), dict(schedule="constant"),
-     dict(warmup_epochs=0.0), dict(shift=1)],  # fmt: skip
+     dict(warmup_epochs=0.0), dict(shift=1), dict(clip_norm=1.0), dict(schedule="step", milestones=(5,))],  # fmt: skip
 )
 def test_every_field_changes_the_key(change):
     assert DEFAULT_SPEC.replace(**change).key() != DEFAULT_SPEC.key()
+
+
+def test_fields_added_after_version_1_are_hashed_only_away_from_their_defaults():
+    stepped = DEFAULT_SPEC.replace(schedule="step", milestones=(5,))
+    assert "gamma" not in stepped.key_fields()["recipe"] and "clip_norm" not in stepped.key_fields()["recipe"]
+    assert stepped.key_fields()["recipe"]["milestones"] == [5]
+    assert stepped.replace(gamma=0.5).key() != stepped.key()
+    assert "milestones" not in DEFAULT_SPEC.key_fields()["recipe"]
 
 
 def test_a_new_field_at_its_default_leaves_old_keys_valid():

@@ -54,14 +54,17 @@ def _shift_by_roll(img, dy, dx):
 
 
 def _reference_training(init: MLP, x, y, *, optimizer, lr, readout_lr, momentum, weight_decay, batch_size,
-                        epochs, warmup_epochs, schedule, shift, seed):  # fmt: skip
+                        epochs, warmup_epochs, schedule, shift, seed, milestones=(), gamma=0.1,
+                        clip_norm=None):  # fmt: skip
     """Transcription of the documented algorithm with torch primitives, no nn.Module and no torch.optim.
 
     Per epoch a permutation from a generator seeded with ``seed``; per batch (with shift) one
     draw of (2, B) offsets from the same generator; forward relu(W h + b) per hidden layer and a
     linear readout; mean cross-entropy; coupled weight decay; heavy-ball momentum whose buffer
     starts as the first gradient (SGD) or Adam with bias corrections; learning rate of step s =
-    peak * f_s with a linear warm-up then a cosine or constant factor.
+    peak * f_s with a linear warm-up then a cosine, constant or step factor (gamma per milestone
+    epoch finished); with clip_norm the gradients are scaled by min(1, clip_norm / (norm + 1e-6)),
+    norm = the Euclidean norm of all of them.
     """
     names = [n for n, _ in init.named_parameters()]
     params = {n: p.detach().clone() for n, p in init.named_parameters()}
@@ -85,10 +88,15 @@ def _reference_training(init: MLP, x, y, *, optimizer, lr, readout_lr, momentum,
                 h = torch.relu(nn.functional.linear(h, params[f"fc{k}.weight"], params[f"fc{k}.bias"]))
             out = nn.functional.linear(h, params["fc_out.weight"], params["fc_out.bias"])
             grads = torch.autograd.grad(nn.functional.cross_entropy(out, yb), leaves)
+            if clip_norm is not None:
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                grads = [g * torch.clamp(clip_norm / (norm + 1e-6), max=1.0) for g in grads]
             if s < warm:
                 factor = (s + 1) / warm
             elif schedule == "cosine":
                 factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+            elif schedule == "step":
+                factor = gamma ** sum(s // per_epoch >= m for m in milestones)
             else:
                 factor = 1.0
             with torch.no_grad():
@@ -119,8 +127,12 @@ def _reference_training(init: MLP, x, y, *, optimizer, lr, readout_lr, momentum,
              epochs=2, warmup_epochs=0.5, schedule="cosine", shift=1),
         dict(optimizer="adam", lr=3e-3, momentum=0.8, readout_lr=None, weight_decay=1e-4, batch_size=32,
              epochs=2, warmup_epochs=0.0, schedule="constant", shift=0),
+        # The original layer_sim's recipe shape: step annealing and gradient clipping (at a norm
+        # small enough that most steps are clipped).
+        dict(optimizer="sgd", lr=0.1, momentum=0.9, readout_lr=None, weight_decay=1e-4, batch_size=24,
+             epochs=3, warmup_epochs=0.0, schedule="step", shift=0, milestones=(1, 2), gamma=0.1, clip_norm=0.5),
     ],
-    ids=["sgd", "adam"],
+    ids=["sgd", "adam", "sgd-step-clipped"],
 )
 def test_weights_are_bit_identical_to_a_transcription_of_the_algorithm(options):
     g = torch.Generator().manual_seed(3)
@@ -264,6 +276,31 @@ def test_warmup_is_linear():
     # W = 4 warm-up steps; lr used for step s+1 is lr (s+1)/W, then constant.
     lrs = [b[5] for b in rec.batches]
     assert lrs == pytest.approx([0.1, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
+
+
+def test_clipping_bounds_every_steps_gradient_and_changes_the_result():
+    norms = []
+
+    class Norms:
+        def on_batch_end(self, state):
+            norms.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in state.model.parameters()]))))
+
+    task = _task(_blobs(n=64))
+    clipped, free = MLP((20, 16, 3), seed=0), MLP((20, 16, 3), seed=0)
+    fit(clipped, task, _recipe(lr=0.1, batch_size=16, epochs=2, clip_norm=0.3), seed=0, callbacks=[Norms()], progress=False)
+    fit(free, task, _recipe(lr=0.1, batch_size=16, epochs=2), seed=0, progress=False)
+    assert len(norms) == 8 and max(norms) <= 0.3 * (1 + 1e-6)
+    assert sum(n > 0.299 for n in norms) >= 4  # most steps were clipped, to the bound
+    assert not _same(clipped, free)
+
+
+def test_step_schedule_sets_the_rate_of_every_batch():
+    rec = _Recorder()
+    fit(MLP((20, 8, 3), seed=0), _task(_blobs(n=64)), _recipe(lr=0.2, batch_size=16, epochs=3, schedule="step",
+                                                              milestones=(1, 2), gamma=0.5),
+        seed=0, callbacks=[rec], progress=False)  # fmt: skip
+    # The rate after step s is the one step s + 1 uses: epoch 1 at 0.2, epoch 2 at 0.1, epoch 3 at 0.05.
+    assert [b[5] for b in rec.batches] == pytest.approx([0.2] * 3 + [0.1] * 4 + [0.05] * 5, rel=1e-15)
 
 
 def test_adam_learns_blobs():

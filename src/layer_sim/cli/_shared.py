@@ -1,21 +1,33 @@
 """Options shared by every command (one meaning per flag everywhere) and the checks they need.
 
 Each bundle is an ``Annotated`` type a command uses as a parameter annotation, so ``--device``,
-``--data-dir``, ``--cache-dir``, ``--seeds`` and ``--output`` are spelt, documented and checked
-the same way in every command.
+``--data-dir``, ``--cache-dir``, ``--seeds``, ``--output`` and the sweep options ``--store``,
+``--workers``, ``--backend``, ``--ray-address`` are spelt, documented and checked the same way in
+every command. An experiment command takes the sweep bundle and hands it on::
+
+    def my_experiment_command(output: ..., store: StoreOption = None, workers: WorkersOption = DEFAULT_WORKERS,
+                              backend: BackendOption = DEFAULT_BACKEND, ray_address: RayAddressOption = None):
+        writable_dir(output)
+        executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+        run_experiment(MY_EXPERIMENT, spec, store_path(store, output), executor, command=command_line())
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+from layer_sim._io import writable_dir as _writable_dir
 from layer_sim.errors import ConfigError
+from layer_sim.runs.executors import BACKENDS, DEFAULT_BACKEND, DEFAULT_WORKERS
+from layer_sim.store import default_store_path
 
-__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "PATH", "output_option", "parse_seeds", "parse_path", "MAX_SEEDS"]
+__all__ = ["Device", "DataDir", "CacheDir", "Seeds", "StoreOption", "WorkersOption", "BackendOption",
+           "RayAddressOption", "DEFAULT_WORKERS", "DEFAULT_BACKEND", "PATH", "MAX_SEEDS", "output_option", "parse_seeds",
+           "parse_path", "writable_dir", "store_path", "command_line"]
 
 #: More seeds than any run trains: a longer range is a typo, refused before it is listed.
 MAX_SEEDS = 10_000
@@ -57,6 +69,48 @@ CacheDir = Annotated[
 ]
 Seeds = Annotated[str, typer.Option("--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7.")]
 
+# ---------------------------------------------------------------------------- the sweep bundle
+
+#: ``--store PATH`` for experiment commands: default ``OUTPUT/results.sqlite`` (see :func:`store_path`).
+StoreOption = Annotated[Optional[Path], typer.Option(
+    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).",
+    **PATH)]
+#: ``--workers N``.
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", min=1, help="Units run at once: 1 in this process, N > 1 a pool of N processes (with --backend ray: tasks in flight).")]
+#: ``--backend local|ray``.
+BackendOption = Annotated[Literal[BACKENDS], typer.Option(
+    "--backend", help="Where units run: local processes, or Ray (pip install 'layer-sim[ray]').")]
+#: ``--ray-address``.
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster to join with --backend ray, e.g. auto or ray://head:10001 (default: start a local Ray).")]
+
+
+def store_path(store: Path | None, output: Path) -> Path:
+    """``--store`` if given, else the default store of the output directory."""
+    return store if store is not None else default_store_path(output)
+
+
+def command_line(ctx: typer.Context) -> list[str]:
+    """The running command as a command line: ``layer-sim <command>`` and every option given explicitly.
+
+    Rebuilt from the parsed parameters of ``ctx`` (a command takes ``ctx: typer.Context``), in
+    the command's order, long option names, options left at their defaults not repeated; so it
+    is the same from a shell and from a test's ``CliRunner``. Experiments record it in the store
+    with each sweep.
+    """
+    words = ["layer-sim", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.param_type_name != "option" or getattr(source, "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        value, flag = ctx.params[param.name], max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag if value else max(param.secondary_opts or [flag], key=len))
+        elif value is not None:
+            words += [flag, str(value)]
+    return words
+
 
 def output_option(help: str):
     """The ``--output/-o`` directory option with a command's own description of what goes there."""
@@ -97,3 +151,17 @@ def parse_seeds(spec: str | Sequence[int]) -> list[int]:
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
     return seeds
+
+
+def writable_dir(path: Path, *, option: str = "--output") -> Path:
+    """:func:`layer_sim._io.writable_dir` for a command's option: refuse an unwritable ``path`` before any work.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     writable_dir(Path(f.name) / "out")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: --output /tmp/.../out: exists and is not a directory (or a parent of it is a file)
+    """
+    return _writable_dir(path, what=option)

@@ -1,15 +1,7 @@
-"""``layer-sim runs list|show|export``, and the sweep options every experiment command shares.
+"""``layer-sim runs list|show|export``: inspect and export a results store.
 
-The option bundle (:data:`StoreOption`, :data:`WorkersOption`, :data:`BackendOption`,
-:data:`RayAddressOption`, their defaults and :func:`store_path`) is defined here once, so
-``--store``, ``--workers``, ``--backend`` and ``--ray-address`` mean the same in every command that
-runs a sweep::
-
-    @app.command("my-experiment")
-    def my_experiment_cmd(output: Path = ..., store: StoreOption = None, workers: WorkersOption = DEFAULT_WORKERS,
-                          backend: BackendOption = DEFAULT_BACKEND, ray_address: RayAddressOption = None):
-        executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-        run_sweep(plan_units(...), store_path(store, output), executor)
+(The sweep options of the experiment commands, ``--store``, ``--workers``, ``--backend`` and
+``--ray-address``, live with the other shared options in :mod:`layer_sim.cli._shared`.)
 """
 
 from __future__ import annotations
@@ -21,33 +13,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from layer_sim.cli._shared import PATH
-from layer_sim.runs.executors import BACKENDS, DEFAULT_BACKEND, DEFAULT_WORKERS
-from layer_sim.store import STATUSES, Store, default_store_path
+from layer_sim.store import STATUSES, Store
 
-__all__ = ["runs_app", "StoreOption", "WorkersOption", "BackendOption", "RayAddressOption", "DEFAULT_WORKERS",
-           "DEFAULT_BACKEND", "store_path"]
-
-# ---------------------------------------------------------------------------- the shared bundle
-
-#: ``--store PATH`` for experiment commands: default ``OUTPUT/results.sqlite`` (see :func:`store_path`).
-StoreOption = Annotated[Optional[Path], typer.Option(
-    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).",
-    **PATH)]
-#: ``--workers N``.
-WorkersOption = Annotated[int, typer.Option(
-    "--workers", min=1, help="Units run at once: 1 in this process, N > 1 a pool of N processes (with --backend ray: tasks in flight).")]
-#: ``--backend local|ray``.
-BackendOption = Annotated[Literal[BACKENDS], typer.Option(
-    "--backend", help="Where units run: local processes, or Ray (pip install 'layer-sim[ray]').")]
-#: ``--ray-address``.
-RayAddressOption = Annotated[Optional[str], typer.Option(
-    "--ray-address", help="Ray cluster to join with --backend ray, e.g. auto or ray://head:10001 (default: start a local Ray).")]
-
-
-def store_path(store: Path | None, output: Path) -> Path:
-    """``--store`` if given, else the default store of the output directory."""
-    return store if store is not None else default_store_path(output)
-
+__all__ = ["runs_app"]
 
 # ---------------------------------------------------------------------------- layer-sim runs
 

@@ -1,4 +1,4 @@
-"""``layer-sim sanity-check``: Kornblith et al.'s (2019) Table 2 with MNIST MLPs."""
+"""``layer-sim sanity-check``: Kornblith et al.'s (2019) Table 2 with MNIST MLPs, run as units into a results store."""
 
 from __future__ import annotations
 
@@ -7,39 +7,64 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim._io import writable_dir
-from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option
+from layer_sim.cli._shared import (
+    DEFAULT_BACKEND,
+    DEFAULT_WORKERS,
+    BackendOption,
+    CacheDir,
+    DataDir,
+    Device,
+    RayAddressOption,
+    StoreOption,
+    WorkersOption,
+    command_line,
+    output_option,
+    store_path,
+    writable_dir,
+)
 
 __all__ = ["EXAMPLE", "SUMMARY", "sanity_check_command"]
 
 SUMMARY = "Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs."
-EXAMPLE = "Example: layer-sim sanity-check --output results/sanity"
+EXAMPLE = "Example: layer-sim sanity-check --output results/sanity --workers 2"
 
 
 def sanity_check_command(
-    output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/ and architectures/.")],
+    ctx: typer.Context,
+    output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/, architectures/ and the store.")],
     nets: Annotated[Optional[int], typer.Option("--nets", help="Networks trained from seeds 0..N-1 (default 5; 10 with --full).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Paper-sized run: 10 networks, 3000 examples, two other architectures.")] = False,
     examples: Annotated[Optional[int], typer.Option("--examples", help="Test examples to compare on (default 2000; 3000 with --full).")] = None,
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    store: StoreOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs: can each index find the corresponding layer?
 
-    Trains (or reuses cached) MLPs from different seeds, runs layer identification for every index, writes the table beside the paper's values plus heatmaps, and compares networks of different depth/width layer by layer.
+    Trains (or reuses cached) MLPs from different seeds, runs layer identification for every index, writes the table beside the paper's values plus heatmaps, and compares networks of different depth/width layer by layer. Every piece (the networks, one identification per index, one comparison per other architecture) is a unit recorded in the results store as it finishes: a rerun after an interruption skips what is done.
     """
-    writable_dir(output, what="--output")
+    writable_dir(output)
     from rich.console import Console
     from rich.table import Table
 
     from layer_sim.experiments.sanity import sanity_check
     from layer_sim.report.sanity import TABLE_HEADERS, write_sanity_check
+    from layer_sim.runs import make_executor
 
     console = Console()
-    result = sanity_check(nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
-                          cache_dir=cache_dir, progress=None, log=console.print)  # fmt: skip
+    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+    path = store_path(store, output)
+    result = sanity_check(store=path, nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
+                          cache_dir=cache_dir, executor=executor, command=command_line(ctx), progress=None,
+                          log=console.print)  # fmt: skip
     written = write_sanity_check(result, output)
+    for seed, (acc, reused) in enumerate(zip(result.test_accuracies, result.reused)):
+        console.print(f"network {list(result.widths)} seed {seed}: {'reused' if reused else 'trained'}, "
+                      f"test accuracy {100 * acc:.2f}%")
     accs = [100 * a for a in result.test_accuracies]
     table = Table(title=f"Layer identification, {result.nets} MLPs {list(result.widths)} on {result.examples} MNIST test examples")
     for key, col in TABLE_HEADERS.items():
@@ -53,10 +78,10 @@ def sanity_check_command(
         for rec in arch.best_matches():
             console.print("  " + ", ".join(f"{k}: {v}" for k, v in rec.items()))
     t = result.timings
-    console.print(f"time: train/load {t.train_or_load:.0f} s, extract {t.extract:.1f} s, "
+    console.print(f"work (summed over units): train/load {t.train_or_load:.0f} s, extract {t.extract:.1f} s, "
                   f"identification {t.identification:.0f} s, architectures {t.architectures:.0f} s, "
                   f"total {t.total:.0f} s")  # fmt: skip
-    console.print(f"wrote {len(written)} files under {output}")
+    console.print(f"wrote {len(written)} files under {output}; results store {path}")
 
 
 def _dash(x) -> str:

@@ -1,4 +1,4 @@
-"""``layer-sim train``: accuracy of the default MLP across seeds, with a one-sided t-test."""
+"""``layer-sim train``: accuracy of the default MLP across seeds (one unit per seed), with a one-sided t-test."""
 
 from __future__ import annotations
 
@@ -7,14 +7,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim._io import writable_dir
-from layer_sim.cli._shared import DataDir, Device, Seeds, output_option, parse_seeds
+from layer_sim.cli._shared import (
+    DEFAULT_BACKEND,
+    DEFAULT_WORKERS,
+    BackendOption,
+    DataDir,
+    Device,
+    RayAddressOption,
+    Seeds,
+    StoreOption,
+    WorkersOption,
+    command_line,
+    output_option,
+    parse_seeds,
+    store_path,
+    writable_dir,
+)
 from layer_sim.errors import ConfigError
 
 __all__ = ["EXAMPLE", "SUMMARY", "train_command"]
 
 SUMMARY = "Train the default MLP from several seeds; t-test of mean test accuracy."
-EXAMPLE = "Example: layer-sim train --seeds 0-4 --output runs/default"
+EXAMPLE = "Example: layer-sim train --seeds 0-4 --output runs/default --workers 2"
 
 
 def _check_threshold(value: float) -> float:
@@ -29,30 +43,39 @@ def _check_threshold(value: float) -> float:
 
 
 def train_command(
-    output: Annotated[Path, output_option("Directory for summary.json and the checkpoints, <key>/seed-<k>/ (reused if they match).")],
+    ctx: typer.Context,
+    output: Annotated[Path, output_option("Directory for summary.json, the store and the checkpoints, <key>/seed-<k>/ (reused if they match).")],
     seeds: Seeds = "0-4",
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: the default config's).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold.", callback=_check_threshold)] = 0.98,
     device: Device = None,
     data_dir: DataDir = None,
+    store: StoreOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
+    ray_address: RayAddressOption = None,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on the first N examples only (quick runs).", hidden=True)] = None,
 ) -> None:
     """Train the default MLP on MNIST from each seed; report test accuracy and a t-test of mean > threshold.
 
-    Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p); writes OUTPUT/summary.json and OUTPUT/<key>/seed-<k>/{model.pt,meta.json}.
+    Each seed is one unit recorded in the results store (a rerun skips the seeds done; --workers 2 trains two at once). Prints accuracy per seed, mean, std, 95% CI and the one-sided one-sample t-test of H0: mean <= threshold (t, df, p), all read back from the store; writes OUTPUT/summary.json and OUTPUT/<key>/seed-<k>/{model.pt,meta.json}.
     """
     from rich.console import Console
     from rich.table import Table
 
     from layer_sim.experiments.seeds import train_seeds
+    from layer_sim.report.seeds import write_seeds_summary
+    from layer_sim.runs import make_executor
     from layer_sim.training.spec import DEFAULT_SPEC
 
     seed_list = parse_seeds(seeds)
-    writable_dir(output, what="--output")
+    writable_dir(output)
     spec = DEFAULT_SPEC.replace(**{k: v for k, v in (("epochs", epochs), ("limit_train", limit_train)) if v is not None})
+    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
     console = Console()
-    res = train_seeds(seed_list, output=output, spec=spec, threshold=threshold, data_dir=data_dir,
-                      device=device, progress=None, log=console.print)  # fmt: skip
+    res = train_seeds(seed_list, store=store_path(store, output), spec=spec, threshold=threshold, cache_dir=output,
+                      executor=executor, command=command_line(ctx), data_dir=data_dir, device=device, progress=None,
+                      log=console.print)  # fmt: skip
     table = Table(title=f"MLP {list(spec.model.widths)}, {spec.recipe.epochs} epochs: MNIST test accuracy")
     table.add_column("seed", justify="right")
     table.add_column("test accuracy (%)", justify="right")
@@ -72,4 +95,4 @@ def train_command(
         verdict = "reject H0" if s.p_value < 0.05 else "cannot reject H0"
         console.print(f"one-sided t-test, H0: mean <= {s.threshold:g}: t = {s.t:.3f}, df = {s.df}, "
                       f"p = {s.p_value:.3g} ({verdict} at 0.05)")  # fmt: skip
-    console.print(f"wrote {output / 'summary.json'}")
+    console.print(f"wrote {write_seeds_summary(res, output / 'summary.json')}")

@@ -4,27 +4,43 @@ N networks of one architecture are trained from seeds 0..N-1; each similarity in
 identify, for every layer of one network, the corresponding layer of another (see
 :func:`layer_sim.analysis.identification.layer_identification`). A second setting compares networks of
 *different* architectures layer by layer and reports where each layer's best match lies.
+
+The experiment is planned as units of work (:func:`plan`) in two stages: the networks to train
+(``network.ensemble``: the N networks, trained together as a batched ensemble, which is faster on
+a CPU than N units, see :mod:`layer_sim.experiments.networks`; ``network.train``: one network per
+other architecture), then one unit per index
+(``sanity.identify``: a layer identification over the N networks) and one per other architecture
+(``sanity.architecture``: its comparison with network 0). :func:`collect` builds the
+:class:`SanityCheckResult` from a results store; :func:`sanity_check` does both.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from layer_sim import settings
-from layer_sim._device import resolve_device
 from layer_sim._options import Int, check, strict_signature
-from layer_sim.analysis import LayerIdentification, SimilarityMatrix, compare, layer_identification
-from layer_sim.errors import ConfigError
-from layer_sim.representations import extract
+from layer_sim.analysis import LayerIdentification, SimilarityMatrix
+from layer_sim.errors import ConfigError, DataError
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.networks import ensemble_unit, load_network, network_unit
+from layer_sim.runs import Executor, Unit, UnitContext, UnitResult, unit_kind
+from layer_sim.store import Store
+from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
 
 __all__ = [
+    "NAME",
+    "IDENTIFY_KIND",
+    "ARCHITECTURE_KIND",
     "Row",
     "TABLE2_ROWS",
     "ARCHITECTURE_MEASURES",
@@ -34,13 +50,24 @@ __all__ = [
     "DEFAULT_EXAMPLES",
     "FULL_NETS",
     "FULL_EXAMPLES",
+    "SanityCheckSpec",
     "RowResult",
     "ArchitectureComparison",
     "Timings",
     "SanityCheckResult",
+    "plan",
+    "collect",
+    "SANITY_CHECK",
     "sanity_check",
     "default_cache_dir",
 ]
+
+#: Registered name of the experiment (the store's ``experiments`` table, the report section).
+NAME = "sanity-check"
+#: Unit kinds of stage 2: one layer identification; one other-architecture comparison.
+IDENTIFY_KIND, ARCHITECTURE_KIND = "sanity.identify", "sanity.architecture"
+#: The probe images: the first ``examples`` of ``torch.randperm`` over this split, generator seed 0.
+PROBE_SPLIT, PROBE_SEED = "test", 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,13 @@ class Row:
     def slug(self) -> str:
         """File-name form, e.g. ``rbf_cka_sigma0.4``."""
         return self.measure + "".join(f"_{k}{v}" for k, v in self.params.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "measure": self.measure, "params": dict(self.params), "paper": self.paper}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Row:
+        return cls(d["label"], d["measure"], dict(d.get("params", {})), d.get("paper"))
 
 
 #: The rows of Kornblith et al. (2019), Table 2 (Tiny-10 on CIFAR-10, 10 networks, logits
@@ -93,6 +127,8 @@ DEFAULT_NETS, DEFAULT_EXAMPLES = 5, 2000
 FULL_NETS, FULL_EXAMPLES = 10, 3000
 #: More networks than any such study trains: a larger --nets is a typo, refused before any work.
 MAX_NETS = 1000
+#: More networks than any such study trains: a larger --nets is a typo, refused before any work.
+MAX_NETS = 1000
 
 
 @strict_signature
@@ -101,9 +137,95 @@ def default_cache_dir() -> Path:
     return settings.cache_dir()
 
 
+@strict_signature
+@dataclass(frozen=True)
+class SanityCheckSpec:
+    """What a sanity check computes: the networks, the probe size, the indexes, the other architectures.
+
+    :meth:`make` fills the defaults (and those of ``full``); the constructor checks every field.
+    ``architectures`` holds ``(name, widths)`` pairs, each compared with network 0 and trained
+    with ``network``'s task and recipe, seed 0.
+
+    Raises
+    ------
+    ConfigError
+        ``nets`` < 2, no rows, two architectures with one name, or ``examples`` not larger than
+        every layer width (CCA-based indexes would be degenerate).
+
+    Examples
+    --------
+    >>> spec = SanityCheckSpec.make(nets=3, examples=300, architectures={})
+    >>> spec.nets, spec.examples, len(spec.rows), SanityCheckSpec.from_dict(spec.to_dict()) == spec
+    (3, 300, 13, True)
+    >>> [len(stage) for stage in plan(spec)]  # an ensemble of 3 networks, then 13 identifications
+    [1, 13]
+    """
+
+    network: NetworkSpec = DEFAULT_SPEC
+    nets: int = DEFAULT_NETS
+    examples: int = DEFAULT_EXAMPLES
+    rows: tuple[Row, ...] = TABLE2_ROWS
+    architectures: tuple[tuple[str, tuple[int, ...]], ...] = tuple(DEFAULT_ARCHITECTURES.items())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, NetworkSpec):
+            raise ConfigError(f"sanity_check: network must be a NetworkSpec, got {type(self.network).__name__}")
+        check("sanity_check", "nets", Int(2, MAX_NETS), self.nets)
+        rows = tuple(self.rows)
+        if not rows or not all(isinstance(r, Row) for r in rows):
+            raise ConfigError(f"sanity_check: rows must be a non-empty sequence of Row, got {self.rows!r}")
+        archs = tuple((str(name), tuple(int(w) for w in widths)) for name, widths in self.architectures)
+        if len({name for name, _ in archs}) != len(archs):
+            raise ConfigError(f"sanity_check: architecture names must be distinct, got {[n for n, _ in archs]}")
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "architectures", archs)
+        widest = max(w for widths in (self.network.model.widths, *(w for _, w in archs)) for w in widths[1:])
+        if isinstance(self.examples, bool) or not isinstance(self.examples, int) or self.examples <= widest:
+            raise ConfigError(
+                f"sanity_check: examples must be an integer larger than every layer width ({widest}) so "
+                f"that CCA-based indexes are not degenerate, got {self.examples!r}"
+            )
+
+    @classmethod
+    def make(cls, *, nets: int | None = None, examples: int | None = None, full: bool = False,
+             network: NetworkSpec | None = None, rows: Sequence[Row] = TABLE2_ROWS,
+             architectures: Mapping[str, Sequence[int]] | None = None) -> SanityCheckSpec:
+        """The spec with defaults: 5 networks and 2000 examples, or 10 and 3000 with ``full``.
+
+        ``architectures`` None: :data:`DEFAULT_ARCHITECTURES` (:data:`FULL_ARCHITECTURES` with
+        ``full``); ``{}`` skips the different-architectures setting.
+        """
+        if architectures is None:
+            architectures = FULL_ARCHITECTURES if full else DEFAULT_ARCHITECTURES
+        return cls(
+            network=DEFAULT_SPEC if network is None else network,
+            nets=(FULL_NETS if full else DEFAULT_NETS) if nets is None else nets,
+            examples=(FULL_EXAMPLES if full else DEFAULT_EXAMPLES) if examples is None else examples,
+            rows=tuple(rows),
+            architectures=tuple((name, tuple(w)) for name, w in architectures.items()),
+        )
+
+    def other(self, widths: Sequence[int]) -> NetworkSpec:
+        """The network of another architecture: ``network`` with its widths replaced."""
+        return self.network.replace(widths=tuple(widths))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``network`` (``NetworkSpec.to_dict``), ``nets``, ``examples``, ``rows``, ``architectures``."""
+        return {"network": self.network.to_dict(), "nets": self.nets, "examples": self.examples,
+                "rows": [r.to_dict() for r in self.rows],
+                "architectures": [{"name": n, "widths": list(w)} for n, w in self.architectures]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SanityCheckSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(network=NetworkSpec.from_dict(d["network"]), nets=d["nets"], examples=d["examples"],
+                   rows=tuple(Row.from_dict(r) for r in d["rows"]),
+                   architectures=tuple((a["name"], tuple(a["widths"])) for a in d["architectures"]))
+
+
 @dataclass(frozen=True)
 class RowResult:
-    """A table row and its layer identification result."""
+    """A table row and its layer identification result (``seconds``: of the identification proper)."""
 
     row: Row
     identification: LayerIdentification
@@ -142,18 +264,25 @@ class ArchitectureComparison:
 
 @dataclass(frozen=True)
 class Timings:
-    """Wall-clock seconds of each stage of :func:`sanity_check`."""
+    """Seconds of work per part of the sanity check, summed over its units as the store recorded them.
 
-    train_or_load: float
-    extract: float
-    identification: float
-    architectures: float
-    total: float
+    Several workers finish sooner than ``total``; each sweep's wall time is in the store's
+    ``sweeps`` table.
+    """
+
+    train_or_load: float  # the network units
+    extract: float  # representations, inside the identification units
+    identification: float  # the layer identifications proper
+    architectures: float  # the architecture units
+    total: float  # every unit of the experiment
 
 
 @dataclass(frozen=True)
 class SanityCheckResult:
-    """Everything :func:`sanity_check` computed (data only; ``layer_sim.report.sanity`` writes it)."""
+    """Everything the sanity check computed (data only; ``layer_sim.report.sanity`` writes it).
+
+    ``reused[k]``: whether network *k* came from the checkpoint cache when its unit ran.
+    """
 
     rows: tuple[RowResult, ...]
     layers: tuple[str, ...]
@@ -162,6 +291,7 @@ class SanityCheckResult:
     examples: int
     architectures: tuple[ArchitectureComparison, ...]
     timings: Timings
+    reused: tuple[bool, ...] = ()
 
     @property
     def nets(self) -> int:
@@ -178,33 +308,199 @@ class SanityCheckResult:
         return pd.DataFrame(self.records()).set_index("measure")
 
 
+# ---------------------------------------------------------------------------- planning
+
+
+@strict_signature
+def plan(spec: SanityCheckSpec) -> list[list[Unit]]:
+    """Stage 1: the networks (an ensemble unit, one unit per other architecture); stage 2: one unit per index and other architecture.
+
+    Unit specs hold only what changes the result: network specs, seeds, the probe (split, seed,
+    size), the measure and its parameters. Labels and paper values stay in the experiment's spec.
+    """
+    seeds = list(range(spec.nets))
+    probe = {"split": PROBE_SPLIT, "seed": PROBE_SEED, "examples": spec.examples}
+    train = [ensemble_unit(spec.network, seeds)]
+    train += [network_unit(spec.other(widths), 0) for _, widths in spec.architectures]
+    compared = [
+        Unit(IDENTIFY_KIND, {"network": spec.network.to_dict(), "seeds": seeds, "probe": probe,
+                             "measure": row.measure, "params": dict(row.params), "exclude": ["output"]})
+        for row in spec.rows
+    ]
+    compared += [
+        Unit(ARCHITECTURE_KIND, {"reference": spec.network.to_dict(), "other": spec.other(widths).to_dict(),
+                                 "probe": probe,
+                                 "measures": [{"measure": r.measure, "params": dict(r.params)}
+                                              for r in ARCHITECTURE_MEASURES]})
+        for _, widths in spec.architectures
+    ]
+    return [train, compared]
+
+
+# ---------------------------------------------------------------------------- the units
+
+
+def _probe(probe: Mapping[str, Any], context: UnitContext):
+    """The probe images: a fixed random subset of an MNIST split, the same in every unit."""
+    import torch
+
+    from layer_sim.data import load_mnist
+
+    images = load_mnist(probe["split"], context.data_dir)[0]
+    if probe["examples"] > len(images):
+        raise ConfigError(f"sanity_check: examples={probe['examples']} exceeds the {len(images)} {probe['split']} images")
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(probe["seed"]))[: probe["examples"]]
+    return images[idx]
+
+
+def _meta_array(meta: dict) -> np.ndarray:
+    # JSON in a 0-d string array: np.load reads it back without pickle, floats exactly (repr round trip).
+    return np.array(json.dumps(meta, allow_nan=False))
+
+
+@unit_kind(IDENTIFY_KIND)
+def identify_unit(spec: dict, context: UnitContext) -> UnitResult:
+    """One index's layer identification over the trained networks; the whole result in ``identification.npz``.
+
+    Metrics: ``accuracy``, ``stderr`` (with >= 3 networks), ``per_layer/<layer>``,
+    ``extract_seconds`` and ``identification_seconds``.
+    """
+    from layer_sim.analysis import layer_identification
+    from layer_sim.representations import extract
+
+    network = NetworkSpec.from_dict(spec["network"])
+    probe = _probe(spec["probe"], context)
+    models = [load_network(network, s, context).model for s in spec["seeds"]]
+    t0 = time.perf_counter()
+    reps = [extract(m, probe, device=context.device) for m in models]
+    t1 = time.perf_counter()
+    res = layer_identification(reps, spec["measure"], exclude=spec["exclude"], device=context.device,
+                               progress=False, **spec["params"])
+    t2 = time.perf_counter()
+    meta = {"measure": res.measure, "params": dict(res.params), "layers": list(res.layers),
+            "accuracy": res.accuracy, "per_layer": res.per_layer, "stderr": res.stderr}
+    np.savez(context.output_dir / "identification.npz", meta=_meta_array(meta), scores=res.scores,
+             predictions=res.predictions, confusion=res.confusion, jackknife=res.jackknife)
+    metrics = {"accuracy": res.accuracy, "extract_seconds": t1 - t0, "identification_seconds": t2 - t1,
+               **{f"per_layer/{k}": v for k, v in res.per_layer.items()}}
+    if res.stderr is not None:
+        metrics["stderr"] = res.stderr
+    return UnitResult(metrics=metrics, artefacts={"identification": "identification.npz"})
+
+
+@unit_kind(ARCHITECTURE_KIND)
+def architecture_unit(spec: dict, context: UnitContext) -> UnitResult:
+    """Every layer of another architecture's network 0 (rows) against reference network 0 (columns).
+
+    One matrix per measure, saved in ``matrices.npz``.
+    """
+    from layer_sim.analysis import compare
+    from layer_sim.representations import extract
+
+    probe = _probe(spec["probe"], context)
+    reps = [extract(load_network(NetworkSpec.from_dict(spec[k]), 0, context).model, probe, device=context.device)
+            for k in ("other", "reference")]
+    mats = [compare(*reps, measure=m["measure"], device=context.device, **m["params"]) for m in spec["measures"]]
+    meta = {"rows": list(mats[0].rows), "cols": list(mats[0].cols),
+            "measures": [{"measure": m.measure, "params": dict(m.params)} for m in mats]}
+    np.savez(context.output_dir / "matrices.npz", meta=_meta_array(meta),
+             **{f"values{k}": m.values for k, m in enumerate(mats)})
+    return UnitResult(artefacts={"matrices": "matrices.npz"})
+
+
+# ---------------------------------------------------------------------------- collecting
+
+
+def _npz(path: Path, what: str) -> tuple[dict, Any]:
+    try:
+        data = np.load(path, allow_pickle=False)
+        return json.loads(str(data["meta"])), data
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"sanity_check: the {what} file {path} cannot be read ({exc}); delete that run from the "
+                        "store (or the store) and rerun to recompute it") from None
+
+
+def _identification(path: Path) -> LayerIdentification:
+    meta, data = _npz(path, "identification")
+    return LayerIdentification(meta["measure"], meta["params"], tuple(meta["layers"]), data["scores"],
+                               data["predictions"], meta["accuracy"], meta["per_layer"], data["confusion"],
+                               data["jackknife"], meta["stderr"])
+
+
+@strict_signature
+def collect(store: Store, spec: SanityCheckSpec) -> SanityCheckResult:
+    """The :class:`SanityCheckResult` of ``spec``, read from ``store`` and the artefact files it names.
+
+    Raises
+    ------
+    IncompleteError
+        Some unit of :func:`plan` is not done (the message says how many, and to rerun).
+    DataError
+        An artefact file is missing or damaged.
+    """
+    train_units, compare_units = plan(spec)
+    records = done_runs(store, train_units + compare_units, what="sanity check")
+    train, compared = records[: len(train_units)], records[len(train_units):]
+    ensemble, others = train[0], train[1:]
+    idents, archs = compared[: len(spec.rows)], compared[len(spec.rows):]
+    rows = tuple(RowResult(row, _identification(rec.artefacts["identification"]), rec.metrics["identification_seconds"])
+                 for row, rec in zip(spec.rows, idents))
+    comparisons = []
+    for (name, widths), trained, rec in zip(spec.architectures, others, archs):
+        meta, data = _npz(rec.artefacts["matrices"], "architecture comparison")
+        mats = tuple(SimilarityMatrix(data[f"values{k}"], meta["rows"], meta["cols"], m["measure"], m["params"],
+                                      row_label=name, col_label="reference")
+                     for k, m in enumerate(meta["measures"]))
+        comparisons.append(ArchitectureComparison(name, widths, trained.metrics["test_accuracy"],
+                                                  ARCHITECTURE_MEASURES, mats))
+    timings = Timings(train_or_load=sum(r.seconds or 0.0 for r in train),
+                      extract=sum(r.metrics["extract_seconds"] for r in idents),
+                      identification=sum(r.seconds for r in rows),
+                      architectures=sum(r.seconds or 0.0 for r in archs),
+                      total=sum(r.seconds or 0.0 for r in records))
+    seeds = range(spec.nets)
+    return SanityCheckResult(rows, rows[0].identification.layers, tuple(spec.network.model.widths),
+                             tuple(ensemble.metrics[f"test_accuracy/seed-{s}"] for s in seeds), spec.examples,
+                             tuple(comparisons), timings, tuple(bool(ensemble.metrics[f"reused/seed-{s}"]) for s in seeds))
+
+
+#: The sanity check as a registered experiment.
+SANITY_CHECK = register_experiment(Experiment(NAME, SanityCheckSpec.from_dict, plan, collect))
+
+
 @strict_signature
 def sanity_check(
     *,
+    store: Store | str | os.PathLike,
     nets: int | None = None,
     examples: int | None = None,
     full: bool = False,
-    config=None,
+    config: NetworkSpec | None = None,
     rows: Sequence[Row] = TABLE2_ROWS,
     architectures: Mapping[str, Sequence[int]] | None = None,
+    executor: Executor | None = None,
+    command: Sequence[str] | None = None,
     cache_dir=None,
     data_dir=None,
-    device: str | torch.device | None = None,
+    device: str | None = None,
     progress: bool | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> SanityCheckResult:
-    """Train or reuse ``nets`` MLPs and run layer identification for every index in ``rows``.
+    """Run the sanity check through the sweep driver into ``store`` and collect its result.
 
     Networks ``0..nets-1`` use ``config`` (default: :data:`layer_sim.training.DEFAULT_SPEC`) with
     seed *k*; checkpoints are reused from ``cache_dir`` when their spec key and seed match, and
-    the missing ones are trained together by :func:`layer_sim.training.train_or_load_ensemble`.
-    Representations (post-activation of every hidden layer; logits excluded from identification,
-    as in the paper) are taken on a fixed random subset of ``examples`` MNIST test images
-    (``torch.randperm(10000)`` with generator seed 0), more than any layer width so that CCA is
-    not degenerate.
+    the missing ones are trained together by :func:`layer_sim.training.train_or_load_ensemble`
+    (one ``network.ensemble`` unit). Representations (post-activation of every hidden layer; logits
+    excluded from identification, as in the paper) are taken on a fixed random subset of
+    ``examples`` MNIST test images (``torch.randperm(10000)`` with generator seed 0), more than any
+    layer width so that CCA is not degenerate. Units already done in ``store`` are skipped, so a
+    rerun after an interruption does only what is left.
 
     Parameters
     ----------
+    store : Store or path-like
+        Results store (created if missing); unit artefacts go to ``artefacts/`` beside it.
     nets : int, default=None
         Number of networks (>= 2; >= 3 for a standard error). None: 5, or 10 with ``full``.
     examples : int, default=None
@@ -214,99 +510,36 @@ def sanity_check(
     config : NetworkSpec, default=None
         Architecture, task and training recipe of the main networks.
     rows : sequence of Row, default=TABLE2_ROWS
-        Indexes to evaluate.
+        Indexes to evaluate (at least one).
     architectures : mapping name -> widths, default=None
         Other architectures compared with network 0 (trained with ``config``'s recipe, seed 0).
         None: :data:`DEFAULT_ARCHITECTURES` (or :data:`FULL_ARCHITECTURES` with ``full``); ``{}``
         skips this setting.
+    executor : Executor or None, default=None
+        Where units run (:func:`layer_sim.runs.make_executor`); None: in this process.
+    command : sequence of str or None, default=None
+        Command line recorded with each sweep (None: ``sys.argv``).
     cache_dir : path, default=None
         Checkpoint cache; None: :func:`default_cache_dir`.
     data_dir : path, default=None
         MNIST directory (see :func:`layer_sim.data.load_mnist`).
-    device : str or torch.device, default=None
+    device : str, default=None
         Where to train, extract and compare (None: CPU).
     progress : bool or None, default=None
-        Progress bars; ``None``: only when stderr is a terminal.
+        Progress bar of each sweep; ``None``: only when stderr is a terminal.
     log : callable str -> Any, default=None
-        Receives one line per stage (e.g. ``print``).
+        Receives one line per stage and per sweep (e.g. ``print``).
 
     Returns
     -------
     SanityCheckResult
     """
-    from layer_sim.data import load_mnist
-    from layer_sim.training.cache import train_or_load, train_or_load_ensemble
-    from layer_sim.training.spec import DEFAULT_SPEC
+    from layer_sim._device import resolve_device
 
-    config = DEFAULT_SPEC if config is None else config
-    nets = (FULL_NETS if full else DEFAULT_NETS) if nets is None else nets
-    examples = (FULL_EXAMPLES if full else DEFAULT_EXAMPLES) if examples is None else examples
-    if architectures is None:
-        architectures = FULL_ARCHITECTURES if full else DEFAULT_ARCHITECTURES
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    device = resolve_device("sanity_check", device) or torch.device("cpu")
-    say = log if log is not None else (lambda _msg: None)
-    nets = check("sanity_check", "nets", Int(2, MAX_NETS), nets)
-    widest = max(w for widths in (config.model.widths, *architectures.values()) for w in widths[1:])
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples <= widest:
-        raise ConfigError(
-            f"sanity_check: examples must be an integer larger than every layer width ({widest}) so "
-            f"that CCA-based indexes are not degenerate, got {examples!r}"
-        )
-
-    t0 = time.perf_counter()
-    test = load_mnist("test", data_dir)
-    if examples > len(test[0]):
-        raise ConfigError(f"sanity_check: examples={examples} exceeds the {len(test[0])} test images")
-    idx = torch.randperm(len(test[0]), generator=torch.Generator().manual_seed(0))[:examples]
-    probe = test[0][idx]
-
-    def report(cfg, seed, ckpt):
-        how = "reused" if ckpt.meta.get("reused") else "trained"
-        acc = ckpt.meta["metrics"]["test_accuracy"]
-        say(f"network {list(cfg.model.widths)} seed {seed}: {how}, test accuracy {100 * acc:.2f}%")
-        return ckpt.model, acc
-
-    # The missing seeds are trained together as one batched ensemble (same networks as one by
-    # one, to floating-point rounding), which uses a CPU better than N small sequential fits.
-    ckpts = train_or_load_ensemble(config, list(range(nets)), cache_dir=cache_dir, data_dir=data_dir,
-                                   device=device, progress=progress)
-    models, accs = zip(*(report(config, seed, ckpt) for seed, ckpt in enumerate(ckpts)))
-    seconds_train = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    reps = [extract(m, probe, device=device) for m in models]
-    seconds_extract = time.perf_counter() - t1
-    layers = tuple(k for k in reps[0] if k != "output")
-    say(f"representations of {examples} test examples, layers {list(reps[0])}")
-
-    results = []
-    for row in rows:
-        t = time.perf_counter()
-        res = layer_identification(reps, row.measure, device=device, progress=progress, **row.params)
-        results.append(RowResult(row, res, time.perf_counter() - t))
-        rec = results[-1].record()  # print the rounded values the table shows
-        se = "" if rec["stderr"] is None else f" ± {rec['stderr']:.1f}"
-        say(f"{row.label}: {rec['accuracy']:.1f}%{se} ({results[-1].seconds:.1f} s)")
-
-    t2 = time.perf_counter()
-    comparisons = []
-    for name, widths in architectures.items():
-        cfg = config.replace(widths=tuple(widths))
-        other, acc = report(cfg, 0, train_or_load(cfg, 0, cache_dir=cache_dir, data_dir=data_dir,
-                                                  device=device, progress=progress))
-        other_reps = extract(other, probe, device=device)
-        mats = tuple(
-            dataclasses.replace(
-                compare(other_reps, reps[0], measure=r.measure, device=device, **r.params),
-                row_label=name, col_label="reference",
-            )
-            for r in ARCHITECTURE_MEASURES
-        )
-        comparisons.append(ArchitectureComparison(name, tuple(widths), acc, ARCHITECTURE_MEASURES, mats))
-    timings = Timings(train_or_load=seconds_train, extract=seconds_extract,
-                      identification=sum(r.seconds for r in results), architectures=time.perf_counter() - t2,
-                      total=time.perf_counter() - t0)  # fmt: skip
-    return SanityCheckResult(
-        tuple(results), layers, tuple(config.model.widths), tuple(accs), examples, tuple(comparisons), timings
-    )
+    spec = SanityCheckSpec.make(nets=nets, examples=examples, full=full, network=config, rows=rows,
+                                architectures=architectures)
+    device = resolve_device("sanity_check", device)
+    run_experiment(SANITY_CHECK, spec, store, executor, command=command, device=str(device or "cpu"),
+                   data_dir=data_dir, cache_dir=cache_dir, progress=progress, log=log)
+    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
+        return collect(s, spec)

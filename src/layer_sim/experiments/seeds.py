@@ -1,28 +1,72 @@
-"""Across-seed accuracy of one network: train (or reuse) every seed, then a one-sided t-test of the mean."""
+"""Across-seed accuracy of one network: one ``network.train`` unit per seed, then a one-sided t-test of the mean.
+
+Planned as one stage of units (:func:`plan`), run by the sweep driver; :func:`collect` reads the
+accuracies back from the results store and computes the statistics.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from layer_sim._io import atomic_write, writable_dir
 from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError
-from layer_sim.training.cache import train_or_load
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.networks import network_unit
+from layer_sim.runs import Executor, Unit
+from layer_sim.store import Store
 from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
 
 if TYPE_CHECKING:
     from layer_sim.analysis.stats import SeedSummary
 
-__all__ = ["SeedsResult", "train_seeds", "THRESHOLD"]
+__all__ = ["NAME", "SeedsSpec", "SeedsResult", "plan", "collect", "SEEDS", "train_seeds", "THRESHOLD"]
 
 #: What the threshold of the t-test may be: an accuracy.
 THRESHOLD = Real(0, 1)
+
+#: Registered name of the experiment (the store's ``experiments`` table, the report section).
+NAME = "train"
+
+
+@strict_signature
+@dataclass(frozen=True)
+class SeedsSpec:
+    """One network trained from several seeds, and the threshold of the one-sided t-test.
+
+    Examples
+    --------
+    >>> spec = SeedsSpec(seeds=(0, 2), threshold=0.5)
+    >>> SeedsSpec.from_dict(spec.to_dict()) == spec, [u.spec["seed"] for u in plan(spec)[0]]
+    (True, [0, 2])
+    """
+
+    network: NetworkSpec = DEFAULT_SPEC
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    threshold: float = 0.98
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, NetworkSpec):
+            raise ConfigError(f"train_seeds: spec must be a NetworkSpec, got {type(self.network).__name__}")
+        seeds = self.seeds
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+            raise ConfigError(f"train_seeds: seeds must be a non-empty list of integers, got {seeds!r}")
+        seeds = tuple(check("train_seeds", "seeds", Int(0), s) for s in seeds)
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"train_seeds: seeds must be distinct, got {list(seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        object.__setattr__(self, "threshold", check("train_seeds", "threshold", THRESHOLD, self.threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network": self.network.to_dict(), "seeds": list(self.seeds), "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SeedsSpec:
+        return cls(NetworkSpec.from_dict(d["network"]), tuple(d["seeds"]), d["threshold"])
 
 
 @dataclass(frozen=True)
@@ -34,7 +78,8 @@ class SeedsResult:
     test_accuracy: list[float]
     train_seconds: list[float]
     reused: list[bool]
-    summary: SeedSummary | None  # None when all accuracies are equal (e.g. one seed) or one is NaN: no t-test
+    summary: SeedSummary | None  # None when all accuracies are equal (e.g. one seed): no t-test
+    histories: list[list[dict]] = field(default_factory=list)  # per seed: fit's rows, one per epoch
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``summary.json``: per-seed lists, spec and key, and the summary's fields.
@@ -57,70 +102,86 @@ class SeedsResult:
 
 
 @strict_signature
+def plan(spec: SeedsSpec) -> list[list[Unit]]:
+    """One stage: a ``network.train`` unit per seed."""
+    return [[network_unit(spec.network, s) for s in spec.seeds]]
+
+
+@strict_signature
+def collect(store: Store, spec: SeedsSpec) -> SeedsResult:
+    r"""Per-seed accuracies from ``store`` and their statistics (:func:`layer_sim.analysis.stats.summarize`).
+
+    Mean, std, 95% t interval and the one-sided one-sample t-test of
+    :math:`H_0\colon \mu \le` ``threshold``; no test (``summary`` None) when every accuracy is equal.
+    """
+    from layer_sim.analysis.stats import summarize  # scipy: imported only when needed
+
+    records = done_runs(store, plan(spec)[0], what="train")
+    accs = [r.metrics["test_accuracy"] for r in records]
+    histories = [store.history(r.key, "train").to_dict("records") if r.histories.get("train") else [] for r in records]
+    # A t-test needs two differing, finite values (a task without a test split has NaN accuracy);
+    # report None rather than failing after training.
+    testable = len(set(accs)) > 1 and all(math.isfinite(a) for a in accs)
+    summary = summarize(accs, threshold=spec.threshold) if testable else None
+    return SeedsResult(spec.network, list(spec.seeds), accs, [r.metrics["train_seconds"] for r in records],
+                       [bool(r.metrics["reused"]) for r in records], summary, histories)
+
+
+#: ``layer-sim train`` as a registered experiment.
+SEEDS = register_experiment(Experiment(NAME, SeedsSpec.from_dict, plan, collect))
+
+
+@strict_signature
 def train_seeds(
     seeds: Sequence[int],
     *,
-    output,
+    store: Store | str | os.PathLike,
     spec: NetworkSpec = DEFAULT_SPEC,
     threshold: float = 0.98,
+    cache_dir=None,
+    executor: Executor | None = None,
+    command: Sequence[str] | None = None,
     data_dir=None,
     device=None,
     progress: bool | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> SeedsResult:
-    r"""Train (or reuse) ``spec``'s network for every seed and test mean accuracy > ``threshold``.
+    r"""Train (or reuse) ``spec``'s network for every seed, one unit each, and test mean accuracy > ``threshold``.
 
-    ``output`` is the checkpoint cache of these runs (the layout of
-    :func:`~layer_sim.training.train_or_load`: ``output/<spec key>/seed-<k>/``, reused when
-    present) and receives ``output/summary.json`` (:meth:`SeedsResult.to_dict`). Networks are
-    trained sequentially by :func:`~layer_sim.training.fit`. The statistics are those of
-    :func:`layer_sim.analysis.stats.summarize`: mean, std, 95% t interval and the one-sided
-    one-sample t-test of :math:`H_0\colon \mu \le` ``threshold``.
+    Each seed is a ``network.train`` unit run by the sweep driver into ``store`` (so a rerun
+    skips the seeds already done); the networks go to the checkpoint cache ``cache_dir`` in the
+    layout of :func:`~layer_sim.training.train_or_load` (``cache_dir/<spec key>/seed-<k>/``,
+    reused when present) and are trained by :func:`~layer_sim.training.fit`. The statistics are
+    those of :func:`collect`.
 
     Parameters
     ----------
     seeds : sequence of int
         Distinct seeds >= 0 (parse text such as ``"0-4"`` in the CLI).
-    output : path-like
-        Output directory (created if needed).
+    store : Store or path-like
+        Results store (created if missing).
     spec : NetworkSpec, default=DEFAULT_SPEC
     threshold : float in [0, 1], default=0.98
-    data_dir, device, progress
+    cache_dir : path-like or None
+        Checkpoint cache (None: :func:`layer_sim.settings.cache_dir`).
+    executor, command, progress, log
+        As in :func:`~layer_sim.experiments.run_experiment`.
+    data_dir, device
         As in :func:`~layer_sim.training.train_or_load`.
-    log : callable or None
-        Called with one line of text per finished seed.
 
     Returns
     -------
     SeedsResult
     """
-    from layer_sim.analysis.stats import summarize  # scipy: imported only when needed
+    from layer_sim._device import resolve_device
 
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
-        raise ConfigError(f"train_seeds: seeds must be a non-empty list of integers, got {seeds!r}")
-    seeds = [check("train_seeds", "seeds", Int(0), s) for s in seeds]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"train_seeds: seeds must be distinct, got {seeds}")
-    threshold = check("train_seeds", "threshold", THRESHOLD, threshold)
-    output = writable_dir(output, what="train_seeds: output")
-    accs, secs, reused = [], [], []
-    for seed in seeds:
-        start = time.perf_counter()
-        ckpt = train_or_load(spec, seed, cache_dir=output, data_dir=data_dir, device=device, progress=progress)
-        accs.append(float(ckpt.meta["metrics"]["test_accuracy"]))
-        secs.append(float(ckpt.meta["metrics"]["train_seconds"]))
-        reused.append(bool(ckpt.meta["reused"]))
-        if log is not None:
-            how = "reused" if reused[-1] else f"trained in {time.perf_counter() - start:.0f} s"
-            log(f"seed {seed}: test accuracy {accs[-1]:.4f} ({how})")
-    # A t-test needs two differing, finite values (a task without a test split has NaN accuracy);
-    # report None rather than failing after training.
-    testable = len(set(accs)) > 1 and all(math.isfinite(a) for a in accs)
-    summary = summarize(accs, threshold=threshold) if testable else None
-    result = SeedsResult(spec, seeds, accs, secs, reused, summary)
-    text = json.dumps(result.to_dict(), indent=2, allow_nan=False)
-    atomic_write(output / "summary.json", lambda fh: fh.write(text.encode()))
-    return result
+    experiment_spec = SeedsSpec(spec, tuple(seeds) if isinstance(seeds, Sequence) and not isinstance(seeds, str)
+                                else seeds, threshold)
+    device = resolve_device("train_seeds", device)
+    run_experiment(SEEDS, experiment_spec, store, executor, command=command, device=str(device or "cpu"),
+                   data_dir=data_dir, cache_dir=cache_dir, progress=progress, log=log)
+    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
+        return collect(s, experiment_spec)
 
 
 def _finite(x):

@@ -4,7 +4,9 @@ Public indexes (``linear_cka``, ``rbf_cka``, ``cca``, ...) validate their input,
 representation once and score pairs; ``get(name, **params)`` returns the same index as a
 :class:`Measure` (prepare / score / matrix), named by a picklable :class:`MeasureSpec`.
 Kernels and CKA on given Gram matrices: :func:`gram_linear`, :func:`gram_rbf`,
-:func:`centre_gram`, :func:`gram_cka`.
+:func:`centre_gram`, :func:`gram_cka`. With gradients (Tang et al. 2020): :func:`gram_gradient`,
+:func:`gradient_cka`, :func:`gradient_nbs`, NBS :func:`nbs` / :func:`gram_nbs`, the count sketch
+:func:`count_sketch`; CKA as a training loss: :func:`cka_loss`.
 """
 
 from layer_sim.measures._registry import Measure, MeasureSpec, available, get, options, register
@@ -21,6 +23,11 @@ from layer_sim.measures._cca import (
 )
 from layer_sim.measures._cka import gram_cka, linear_cka, linear_hsic, minibatch_cka, rbf_cka
 from layer_sim.measures.streaming import StreamingCCA, StreamingLinearCKA
+from layer_sim.measures._nbs import gram_nbs, nbs
+from layer_sim.measures.gradient import gradient_cka, gradient_nbs, gram_gradient
+from layer_sim.measures.sketch import count_sketch
+from layer_sim.measures.loss import cka_loss
+from layer_sim.measures.reduction import svd_reduction
 
 __all__ = [
     "linear_cka_matrix",
@@ -36,6 +43,7 @@ __all__ = [
     "cca",
     "svcca",
     "pwcca",
+    "svd_reduction",
     "linear_regression",
     "procrustes",
     "StreamingCCA",
@@ -47,4 +55,11 @@ __all__ = [
     "gram_linear",
     "gram_rbf",
     "centre_gram",
+    "nbs",
+    "gram_nbs",
+    "gram_gradient",
+    "gradient_cka",
+    "gradient_nbs",
+    "count_sketch",
+    "cka_loss",
 ]

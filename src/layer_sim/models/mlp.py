@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from layer_sim._options import Choice, Flag, Int, Maybe, check, strict_signature
-from layer_sim.errors import ConfigError, InputError, UnknownNameError
+from layer_sim.errors import ConfigError, InputError
+from layer_sim.models._init import fan_in_uniform_
+from layer_sim.models._spec import spec_from_dict
 
 __all__ = ["MLP", "MLPSpec", "DEFAULT_WIDTHS", "ACTIVATIONS"]
 
@@ -129,17 +131,7 @@ class MLP(nn.Module):
         With ``seed`` the draw uses a private generator (reproducible, global RNG untouched).
         """
         seed = check("MLP.reset_parameters", "seed", Maybe(Int(0)), seed)
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device="cpu").manual_seed(seed)
-        with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    bound = module.in_features**-0.5
-                    # Draw on CPU so the same seed gives the same weights on every device.
-                    for p in (module.weight, module.bias):
-                        draw = torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=gen)
-                        p.copy_(draw)
+        fan_in_uniform_(self, seed=seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(n, d_out)`` for ``x`` of shape ``(n, d_in)`` or ``(n, *image)``."""
@@ -233,14 +225,7 @@ class MLPSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
         """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
-        d = dict(d)
-        if d.pop("kind", cls.kind) != cls.kind:
-            raise ConfigError(f"MLPSpec.from_dict: kind must be {cls.kind!r}, got {d!r}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(names), key=str)
-        if unknown:
-            raise UnknownNameError(f"MLPSpec.from_dict: unknown field(s) {unknown}; valid fields are {names}")
-        return cls(**d)
+        return spec_from_dict(cls, d)
 
     def build(self, *, seed: int | None = None) -> MLP:
         """The untrained :class:`MLP`, initialised from ``seed`` (see ``MLP(seed=...)``)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from layer_sim._io import atomic_write
 from layer_sim._options import strict_signature
 
-__all__ = ["markdown_table", "write_table"]
+__all__ = ["markdown_table", "write_table", "format_cell"]
 
 
 @strict_signature
@@ -27,7 +27,7 @@ def markdown_table(records: Sequence[Mapping], *, columns: Sequence[str] | None 
     head = [headers.get(c, c) for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if k == 0 else "---:" for k in range(len(columns))) + "|"]
     for r in records:
-        lines.append("| " + " | ".join(_cell(r.get(c), digits) for c in columns) + " |")
+        lines.append("| " + " | ".join(format_cell(r.get(c), digits) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -58,7 +58,15 @@ def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
     return list(texts)
 
 
-def _cell(value, digits: int) -> str:
+@strict_signature
+def format_cell(value, digits: int) -> str:
+    """A table cell as text: floats with ``digits`` decimals, None and NaN as an em dash.
+
+    Examples
+    --------
+    >>> format_cell(98.75, 1), format_cell(None, 1), format_cell(3, 1)
+    ('98.8', '—', '3')
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, float):

@@ -7,5 +7,7 @@ from layer_sim.representations.extraction import (
     extract,
     iter_representations,
 )
+from layer_sim.representations.layouts import LAYOUTS, cca_rows_needed, conv_layout, with_layout
 
-__all__ = ["ACTIVATION_TYPES", "OUTPUT", "Representations", "extract", "iter_representations"]
+__all__ = ["ACTIVATION_TYPES", "OUTPUT", "Representations", "extract", "iter_representations", "LAYOUTS",
+           "conv_layout", "with_layout", "cca_rows_needed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,16 +56,35 @@ class Representations(Mapping):
     Keys are in forward (execution) order. A module called ``k > 1`` times in one forward pass
     contributes ``name``, ``name#2``, ..., ``name#k``. The model's return value is ``"output"``.
 
+    Every tensor is stored flattened per example; :attr:`shapes` keeps what each layer's output
+    looked like per example before flattening (e.g. ``(6, 24, 24)`` for a convolutional map), so
+    :meth:`unflattened` gives it back as ``(n, c, h, w)`` and
+    :func:`~layer_sim.representations.layouts.with_layout` can turn conv maps into other
+    ``(rows, features)`` matrices.
+
     Attributes
     ----------
     gradients : Representations or None
         When built with ``gradients=True``: for each layer the gradient of the per-example
         objective with respect to that layer's output, same names and shapes.
+    layout : str
+        How conv maps became matrices: ``"flatten"`` (as extracted: one row per example,
+        ``c·h·w`` features), or what :func:`~layer_sim.representations.layouts.with_layout` applied.
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor], *, gradients: Representations | None = None):
+    def __init__(self, tensors: Mapping[str, torch.Tensor], *, gradients: Representations | None = None,
+                 shapes: Mapping[str, tuple[int, ...]] | None = None, layout: str = "flatten"):  # fmt: skip
         self._data: dict[str, torch.Tensor] = dict(tensors)
         self.gradients = gradients
+        self.layout = layout
+        given = dict(shapes or {})
+        self._shapes = {k: tuple(given.get(k, tuple(v.shape[1:]))) for k, v in self._data.items()}
+        for k, shape in self._shapes.items():
+            t = self._data[k]
+            if t.ndim != 2 or math.prod(shape) != t.shape[1]:
+                raise InputError(
+                    f"Representations: layer {k!r} is a tensor of shape {tuple(t.shape)}, not (n, prod{shape})"
+                )
 
     def __getitem__(self, name: str) -> torch.Tensor:
         try:
@@ -103,10 +123,27 @@ class Representations(Mapping):
         """Number of features of every layer."""
         return {k: v.shape[1] for k, v in self._data.items()}
 
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-example shape of every layer's output before flattening, e.g. ``(6, 24, 24)`` or ``(120,)``."""
+        return dict(self._shapes)
+
+    def unflattened(self, name: str) -> torch.Tensor:
+        """Layer ``name`` as the module returned it, ``(n, *shapes[name])`` (a view, no copy).
+
+        Examples
+        --------
+        >>> r = Representations({"conv": torch.arange(24.0).reshape(2, 12)}, shapes={"conv": (3, 2, 2)})
+        >>> r.unflattened("conv").shape, r.widths
+        (torch.Size([2, 3, 2, 2]), {'conv': 12})
+        """
+        return self[name].reshape(self[name].shape[0], *self._shapes[name])
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self._data.items())
         grads = ", with gradients" if self.gradients is not None else ""
-        return f"Representations({shapes}{grads})"
+        layout = "" if self.layout == "flatten" else f", layout={self.layout!r}"
+        return f"Representations({shapes}{grads}{layout})"
 
 
 
@@ -161,9 +198,11 @@ def iter_representations(
         backward pass of :math:`\sum_i f_i` per batch), in ``.gradients``. Row *i* depends only on
         example *i* because examples do not interact in the forward pass: this is checked on the
         first batch of two examples or more, and a model that couples examples is refused.
-    objective : Loss or callable ``(output, targets) -> (n,)``, default=None
+    objective : "loss", "tang", Loss or callable ``(output, targets) -> (n,)``, default=None
         What to differentiate, one value per example (see
-        :mod:`layer_sim.representations.objectives`), e.g. ``CrossEntropy()`` or ``MSEOneHot()``.
+        :mod:`layer_sim.representations.objectives`), e.g. ``CrossEntropy()``, ``MSEOneHot()``,
+        ``"tang"`` (Tang et al.'s label-free :class:`~layer_sim.representations.objectives.Tang`,
+        beta 0.5) or ``"loss"`` (the task's loss; data must be a Task).
         ``None``: the loss of ``data`` when it is a Task; otherwise ``gradients=True`` needs an
         objective. There is deliberately no built-in default loss: the gradient of a loss the
         network was not trained with is a different quantity.
@@ -239,15 +278,17 @@ def extract(
     """
     keep: dict[str, list[torch.Tensor]] = {}
     keep_grad: dict[str, list[torch.Tensor]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for batch in iter_representations(model, data, layers=layers, batch_size=batch_size, device=device,
                                       gradients=gradients, objective=objective):  # fmt: skip
+        shapes = batch.shapes
         for name, t in batch.items():
             keep.setdefault(name, []).append(t)
         if batch.gradients is not None:
             for name, g in batch.gradients.items():
                 keep_grad.setdefault(name, []).append(g)
-    grads = Representations({k: torch.cat(v) for k, v in keep_grad.items()}) if gradients else None
-    return Representations({k: torch.cat(v) for k, v in keep.items()}, gradients=grads)
+    grads = Representations({k: torch.cat(v) for k, v in keep_grad.items()}, shapes=shapes) if gradients else None
+    return Representations({k: torch.cat(v) for k, v in keep.items()}, gradients=grads, shapes=shapes)
 
 
 @dataclass(frozen=True)
@@ -284,7 +325,7 @@ def _plan(model, data, *, layers, batch_size, device, gradients, objective) -> _
         if objective is not None:
             raise ConfigError("extract: objective= is only used with gradients=True")
         return _Plan(model, batches, checked, chosen, want_output, run_on, None)
-    objective = task_loss if objective is None else objective
+    objective = task_loss if objective is None else objectives.resolve(objective, task_loss=task_loss, where="extract")
     if has_targets is False and (objective is None or objectives.needs_targets(objective)):
         raise InputError(
             "extract: gradients=True needs targets; pass data as an (x, y) pair, a Dataset or a "
@@ -354,7 +395,7 @@ def _run(plan: _Plan) -> Iterator[Representations]:
                     f"extract: batch {b} called layers {names}, but the first batch called {order}; "
                     "the forward pass must call the same modules for every batch"
                 )
-            flat = {}
+            flat, shapes = {}, {}
             for name, t in zip(names, tensors):
                 if t.ndim == 0 or t.shape[0] != x.shape[0]:
                     raise InputError(
@@ -362,13 +403,14 @@ def _run(plan: _Plan) -> Iterator[Representations]:
                         f"{x.shape[0]} examples along dimension 0"
                     )
                 flat[name] = t.reshape(t.shape[0], -1)
+                shapes[name] = tuple(t.shape[1:])
             flat_grads = None
             if gradients:
                 flat_grads = Representations({
                     name: (torch.zeros_like(t) if g is None else g.detach()).reshape(t.shape[0], -1)
                     for name, t, g in zip(names, tensors, grads)
-                })  # fmt: skip
-            yield Representations(flat, gradients=flat_grads)
+                }, shapes=shapes)  # fmt: skip
+            yield Representations(flat, gradients=flat_grads, shapes=shapes)
     if order is None:
         raise InputError("extract: data contains no examples")
 

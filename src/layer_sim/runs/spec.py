@@ -207,6 +207,9 @@ class UnitContext:
         caller's setting is left alone.
     attempt : int
         1 for the first attempt, 2 for the first retry, ...
+    data_dir, cache_dir : str or None
+        Absolute MNIST directory and checkpoint cache of the sweep (``run_sweep(data_dir=...,
+        cache_dir=...)``); None means the defaults of :mod:`layer_sim.settings` in the worker.
     """
 
     key: str
@@ -214,6 +217,8 @@ class UnitContext:
     device: str = "cpu"
     threads: int | None = None
     attempt: int = 1
+    data_dir: str | None = None
+    cache_dir: str | None = None
 
 
 @strict_signature

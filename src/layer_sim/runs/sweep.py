@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from layer_sim import settings
 from layer_sim._options import Int, check_options, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.errors import ConfigError
 from layer_sim.runs.executors import Executor, SerialExecutor
-from layer_sim.runs.spec import Outcome, Task, Unit, UnitContext, kind_target
+from layer_sim.runs.spec import Outcome, Task, Unit, UnitContext, kind_target, versions
 from layer_sim.store.sqlite import Store
 
 __all__ = ["run_sweep", "SweepSummary", "SweepInterrupted", "ARTEFACTS_DIR"]
@@ -74,6 +77,10 @@ def run_sweep(
     *,
     retries: int = 1,
     device: str = "cpu",
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    command: Sequence[str] | None = None,
+    experiment: str | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SweepSummary:
@@ -81,7 +88,10 @@ def run_sweep(
 
     Units already ``done`` are skipped, so rerunning the same sweep after a crash, a ``kill -9``
     or Ctrl-C resumes it: nothing finished is lost or run twice. Each finished unit's results and
-    its ``done`` status are committed in one transaction as soon as it returns. A failed attempt
+    its ``done`` status are committed in one transaction as soon as it returns. The sweep itself
+    is recorded too (table ``sweeps``: command line, working directory, driver, versions, start,
+    end and counts), and every run names the sweep of its last attempt, so a report can say which
+    command produced each result. A failed attempt
     (the unit raised, or its worker died) is retried up to ``retries`` times, then the unit is
     marked ``failed`` with the error text and the sweep goes on; a later sweep tries it again.
 
@@ -97,6 +107,17 @@ def run_sweep(
         Extra attempts for a failed unit within this sweep.
     device : str, default="cpu"
         torch device handed to every unit as ``context.device``.
+    data_dir, cache_dir : path-like or None, default=None
+        MNIST directory and checkpoint cache handed to every unit as ``context.data_dir`` and
+        ``context.cache_dir``, resolved here (:mod:`layer_sim.settings`) to absolute paths, so
+        every worker reads the same place whatever its environment. They locate inputs and never
+        change a result, so they are not part of any unit's key.
+    command : sequence of str or None, default=None
+        The command line recorded for this sweep; None: this Python and ``sys.argv`` (``python
+        script.py ...``; a CLI command passes the ``layer-sim ...`` line it was invoked with).
+    experiment : str or None, default=None
+        Key of the experiment this sweep belongs to, recorded with the sweep (see
+        :func:`layer_sim.experiments.run_experiment`, which passes it).
     progress : bool or None, default=None
         Progress bar on stderr (None: only on a terminal).
     log : callable or None
@@ -129,6 +150,13 @@ def run_sweep(
     retries = check_options("run_sweep", {"retries": Int(0)}, {"retries": retries})["retries"]
     if not isinstance(device, str) or not device:
         raise ConfigError(f"run_sweep: device must be a torch device name such as 'cpu' or 'cuda', got {device!r}")
+    command = [Path(sys.executable).name, *sys.argv] if command is None else list(command)
+    if not all(isinstance(a, str) for a in command):
+        raise ConfigError(f"run_sweep: command must be a list of strings (an argv), got {command!r}")
+    paths = {"data_dir": str(settings.data_dir(data_dir).absolute()),
+             "cache_dir": str(settings.cache_dir(cache_dir).absolute())}
+    options = dict(retries=retries, device=device, paths=paths, command=command, experiment=experiment,
+                   progress=progress, log=log)
     todo: dict[str, Unit] = {}
     for unit in units:
         if not isinstance(unit, Unit):
@@ -137,15 +165,19 @@ def run_sweep(
     if isinstance(store, Store):
         if not store.write:
             raise ConfigError(f"run_sweep: {store!r} is read-only; open it with Store(path, write=True)")
-        return _sweep(list(todo.values()), store, executor or SerialExecutor(), retries, device, progress, log)
+        return _sweep(list(todo.values()), store, executor or SerialExecutor(), **options)
     with Store(store, write=True) as opened:
-        return _sweep(list(todo.values()), opened, executor or SerialExecutor(), retries, device, progress, log)
+        return _sweep(list(todo.values()), opened, executor or SerialExecutor(), **options)
 
 
-def _sweep(units: list[Unit], store: Store, executor: Executor, retries: int, device: str,
-           progress: bool | None, log: Callable[[str], None] | None) -> SweepSummary:
+def _sweep(units: list[Unit], store: Store, executor: Executor, *, retries: int, device: str, paths: dict[str, str],
+           command: list[str], experiment: str | None, progress: bool | None,
+           log: Callable[[str], None] | None) -> SweepSummary:
     t0 = time.perf_counter()
     statuses = store.plan((u.key, u.kind, u.spec_json) for u in units)
+    sweep = store.begin_sweep(units=len(units), command=command, versions=versions(), experiment=experiment,
+                              settings={"device": device, **paths, "executor": type(executor).__name__,
+                                        "threads": executor.threads})
     queue = deque(u for u in units if statuses[u.key] != "done")
     skipped = len(units) - len(queue)
     artefacts = store.root / ARTEFACTS_DIR
@@ -166,7 +198,7 @@ def _sweep(units: list[Unit], store: Store, executor: Executor, retries: int, de
                             unit = queue.popleft()
                             attempts[unit.key] += 1
                             context = UnitContext(key=unit.key, output_dir=artefacts / unit.key, device=device,
-                                                  threads=executor.threads, attempt=attempts[unit.key])
+                                                  threads=executor.threads, attempt=attempts[unit.key], **paths)
                             running[unit.key] = unit
                             worker = executor.submit(Task(unit, kind_target(unit.kind), context))
                             store.mark_running(unit.key, worker=worker)
@@ -174,10 +206,10 @@ def _sweep(units: list[Unit], store: Store, executor: Executor, retries: int, de
                         unit = running[outcome.key]
                         final = outcome.ok or attempts[unit.key] > retries
                         if outcome.ok:
-                            _record_done(store, outcome)
+                            _record_done(store, outcome, sweep)
                             done += 1
                         else:
-                            _record_failure(store, outcome, final=final)
+                            _record_failure(store, outcome, sweep, final=final)
                             if log is not None:
                                 log(f"unit {unit.key} ({unit.kind}) attempt {attempts[unit.key]} failed: {outcome.error}"
                                     + ("" if final else "; retrying"))
@@ -191,6 +223,7 @@ def _sweep(units: list[Unit], store: Store, executor: Executor, retries: int, de
     except KeyboardInterrupt:
         store.mark_pending(list(running))
         result = summary(not_run=len(running) + len(queue))
+        _end(store, sweep, result)
         if log is not None:
             log(f"interrupted: {result}")
         raise SweepInterrupted(result) from None
@@ -198,16 +231,21 @@ def _sweep(units: list[Unit], store: Store, executor: Executor, retries: int, de
         store.mark_pending(list(running))
         raise
     result = summary()
+    _end(store, sweep, result)
     if log is not None:
         log(str(result))
     return result
 
 
-def _record_done(store: Store, o: Outcome) -> None:
+def _end(store: Store, sweep: int, s: SweepSummary) -> None:
+    store.end_sweep(sweep, done=s.done, skipped=s.skipped, failed=s.failed, not_run=s.not_run)
+
+
+def _record_done(store: Store, o: Outcome, sweep: int) -> None:
     store.record_done(o.key, metrics=o.metrics, histories=o.histories, artefacts=o.artefacts, started=o.started,
-                      finished=o.finished, seconds=o.seconds, versions=o.versions, worker=o.worker)
+                      finished=o.finished, seconds=o.seconds, versions=o.versions, worker=o.worker, sweep=sweep)
 
 
-def _record_failure(store: Store, o: Outcome, *, final: bool) -> None:
+def _record_failure(store: Store, o: Outcome, sweep: int, *, final: bool) -> None:
     store.record_failure(o.key, error=o.error or "failed", traceback=o.traceback, final=final, started=o.started,
-                         finished=o.finished, seconds=o.seconds, versions=o.versions, worker=o.worker)
+                         finished=o.finished, seconds=o.seconds, versions=o.versions, worker=o.worker, sweep=sweep)

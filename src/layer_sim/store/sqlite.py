@@ -29,7 +29,17 @@ from typing import Any
 from layer_sim._io import canonical_json
 from layer_sim._options import strict_signature
 from layer_sim.errors import DataError, UnknownNameError
-from layer_sim.store._schema import APPLICATION_ID, DDL, FORMAT, HISTORY_COLUMNS, SCHEMA_VERSION, STATUSES, TABLES
+from layer_sim.store._schema import (
+    APPLICATION_ID,
+    DDL,
+    FORMAT,
+    HISTORY_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STATUSES,
+    TABLES,
+    TABLES_SINCE,
+)
 
 try:  # POSIX; elsewhere the single-writer rule is documented, not enforced
     import fcntl
@@ -42,6 +52,12 @@ __all__ = ["Store", "RunRecord", "DEFAULT_STORE_NAME", "default_store_path", "no
 DEFAULT_STORE_NAME = "results.sqlite"
 
 _VERSION_COLUMNS = ("layer_sim_version", "torch_version", "numpy_version", "python_version")
+#: Columns of the tables a version-1 store lacks (what :meth:`Store.table` returns for them).
+_NEW_TABLE_COLUMNS = {
+    "sweeps": ["id", "experiment", "command", "cwd", "settings", "host", "started", "finished", "units", "done", "skipped",
+               "failed", "not_run", *_VERSION_COLUMNS],
+    "experiments": ["key", "name", "spec", "created"],
+}
 
 
 @strict_signature
@@ -119,6 +135,8 @@ class Store:
         self.write = bool(write)
         self._lock_fd: int | None = None
         self._conn: sqlite3.Connection | None = None
+        #: Schema version of the file (older stores are upgraded when a writer opens them).
+        self.schema_version = SCHEMA_VERSION
         try:
             self._open()
         except BaseException as exc:
@@ -140,10 +158,22 @@ class Store:
             if not self.path.exists():  # another writer may have created it meanwhile
                 self._create()
         else:
-            _validate(self.path)
+            self.schema_version = _validate(self.path)
             if self.write:
                 self._acquire_lock()
         self._conn = self._connect()
+        if self.write and self.schema_version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Upgrade an older store to :data:`SCHEMA_VERSION`, all in one transaction (nothing is lost)."""
+        with self._transaction() as conn:
+            for version in range(self.schema_version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+        self.schema_version = SCHEMA_VERSION
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -289,8 +319,8 @@ class Store:
 
     def record_done(self, key: str, *, metrics: Mapping[str, float], histories: Mapping[str, list[dict]],
                     artefacts: Mapping[str, str | os.PathLike], started: str, finished: str, seconds: float,
-                    versions: Mapping[str, str | None], worker: str | None) -> None:
-        """Write a run's results and mark it ``done``, in one transaction."""
+                    versions: Mapping[str, str | None], worker: str | None, sweep: int | None = None) -> None:
+        """Write a run's results and mark it ``done``, in one transaction; ``sweep`` is the :meth:`begin_sweep` id."""
         rows = [(key, name, i, canonical_json(row)) for name, table in histories.items() for i, row in enumerate(table)]
         with self._transaction() as conn:
             for table in ("metrics", "histories", "artefacts"):  # leftovers of nothing: a done run is written once
@@ -302,23 +332,57 @@ class Store:
                              [(key, name, self._relative(path)) for name, path in artefacts.items()])
             conn.execute(
                 "UPDATE runs SET status = 'done', error = NULL, traceback = NULL, started = ?, finished = ?, seconds = ?, "
-                f"worker = ?, {', '.join(f'{c} = ?' for c in _VERSION_COLUMNS)} WHERE key = ?",
-                (started, finished, float(seconds), worker, *(versions.get(c.removesuffix("_version")) for c in _VERSION_COLUMNS), key),
+                f"worker = ?, sweep = ?, {', '.join(f'{c} = ?' for c in _VERSION_COLUMNS)} WHERE key = ?",
+                (started, finished, float(seconds), worker, sweep,
+                 *(versions.get(c.removesuffix("_version")) for c in _VERSION_COLUMNS), key),
             )
 
     def record_failure(self, key: str, *, error: str, traceback: str | None, final: bool,
                        started: str | None = None, finished: str | None = None, seconds: float | None = None,
-                       versions: Mapping[str, str | None] | None = None, worker: str | None = None) -> None:
+                       versions: Mapping[str, str | None] | None = None, worker: str | None = None,
+                       sweep: int | None = None) -> None:
         """Record a failed attempt: ``failed`` when ``final`` (no retry left), else back to ``pending``."""
         versions = versions or {}
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, error = ?, traceback = ?, started = COALESCE(?, started), finished = ?, "
-                f"seconds = ?, worker = COALESCE(?, worker), {', '.join(f'{c} = COALESCE(?, {c})' for c in _VERSION_COLUMNS)} "
-                "WHERE key = ?",
-                ("failed" if final else "pending", error, traceback, started, finished, seconds, worker,
+                f"seconds = ?, worker = COALESCE(?, worker), sweep = COALESCE(?, sweep), "
+                f"{', '.join(f'{c} = COALESCE(?, {c})' for c in _VERSION_COLUMNS)} WHERE key = ?",
+                ("failed" if final else "pending", error, traceback, started, finished, seconds, worker, sweep,
                  *(versions.get(c.removesuffix("_version")) for c in _VERSION_COLUMNS), key),
             )
+
+    def begin_sweep(self, *, units: int, command: Iterable[str], versions: Mapping[str, str | None],
+                    experiment: str | None = None, settings: Mapping[str, Any] | None = None) -> int:
+        """Record that a sweep of ``units`` units starts now, run by ``command``; return its id.
+
+        ``command`` is the command line (argv) that ran it, ``versions`` the driver's library
+        versions, ``experiment`` the key of a recorded experiment (:meth:`record_experiment`) the
+        sweep belongs to, ``settings`` what else decided where and how units ran (device,
+        directories, executor), as a JSON object.
+        """
+        command = [str(a) for a in command]
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO sweeps (experiment, command, cwd, settings, host, started, units, "
+                f"{', '.join(_VERSION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment, json.dumps(command, ensure_ascii=False), os.getcwd(), canonical_json(dict(settings or {})),
+                 f"{socket.gethostname()}:{os.getpid()}",
+                 now_utc(), int(units), *(versions.get(c.removesuffix("_version")) for c in _VERSION_COLUMNS)),
+            )
+            return int(cur.lastrowid)
+
+    def end_sweep(self, sweep: int, *, done: int, skipped: int, failed: int, not_run: int) -> None:
+        """Record how sweep ``sweep`` ended (a driver killed with -9 never gets here: ``finished`` stays NULL)."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE sweeps SET finished = ?, done = ?, skipped = ?, failed = ?, not_run = ? WHERE id = ?",
+                         (now_utc(), done, skipped, failed, not_run, sweep))
+
+    def record_experiment(self, key: str, *, name: str, spec_json: str) -> None:
+        """Record an experiment (its name and canonical JSON spec) under ``key``; already there: unchanged."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO experiments (key, name, spec, created) VALUES (?, ?, ?, ?)",
+                         (key, name, spec_json, now_utc()))
 
     def _relative(self, path: str | os.PathLike) -> str:
         path = Path(path).absolute()
@@ -458,14 +522,39 @@ class Store:
         return {s: found.get(s, 0) for s in STATUSES}
 
     def table(self, name: str):
-        """One table as stored, ``pandas.read_sql("SELECT * FROM <name>", store.connection)``."""
+        """One table as stored, ``pandas.read_sql("SELECT * FROM <name>", store.connection)``.
+
+        A table newer than the file's schema version is returned empty, with its columns.
+        """
         if name not in TABLES:
             raise UnknownNameError(f"table: unknown table {name!r}; available: {', '.join(TABLES)}")
+        if TABLES_SINCE[name] > self.schema_version:
+            import pandas as pd
+
+            return pd.DataFrame(columns=_NEW_TABLE_COLUMNS[name])
         return self._frame(f"SELECT * FROM {name}")
 
+    def sweeps(self):
+        """One row per sweep (the ``sweeps`` table), in the order they started; ``command`` a list, ``settings`` a dict.
 
-def _validate(path: Path) -> None:
-    """Refuse, read-only, anything but an intact store of a schema this version reads."""
+        Empty for a store of schema version 1, which did not record sweeps.
+        """
+        frame = self.table("sweeps")
+        frame["command"] = [json.loads(c) for c in frame["command"]]
+        frame["settings"] = [json.loads(c) if isinstance(c, str) else {} for c in frame["settings"]]
+        return frame
+
+    def experiments(self):
+        """One row per recorded experiment: ``key, name, spec`` (a dict), ``created``, in the order recorded."""
+        frame = self.table("experiments")
+        if len(frame):
+            frame = frame.sort_values(["created", "key"], kind="stable").reset_index(drop=True)
+        frame["spec"] = [json.loads(s) for s in frame["spec"]]
+        return frame
+
+
+def _validate(path: Path) -> int:
+    """Refuse, read-only, anything but an intact store of a schema this version reads; return its version."""
     if path.stat().st_size == 0:
         raise DataError(f"store {path}: is an empty file, not a layer_sim results store; refusing to touch it")
     # A read-only connection to a WAL database creates PATH-wal and PATH-shm beside it. Where no
@@ -504,3 +593,4 @@ def _validate(path: Path) -> None:
             raise DataError(f"store {path}: is damaged (truncated or corrupt: {problems[0]}); it was left as it is")
     finally:
         conn.close()
+    return int(version)

@@ -2,7 +2,8 @@
 
 Modules: ``recipe`` (hyperparameters and schedule), ``spec`` (what names a trained network and its
 cache key), ``loop`` (:func:`fit`), ``ensemble`` (:func:`fit_ensemble`), ``_steps`` (the step
-helpers both share), ``state`` (callbacks and results), ``augment``, ``checkpoint`` and ``cache``.
+helpers both share), ``state`` (callbacks and results), ``augment``, ``checkpoint`` and ``cache``,
+``resume`` (epoch checkpoints) and ``pruning`` (masks, global magnitude pruning, IMP).
 Imports only models, data and the package's core modules (never measures or representations).
 """
 
@@ -15,6 +16,7 @@ from layer_sim.training.loop import fit
 from layer_sim.training.recipe import DEFAULT_RECIPE, Recipe
 from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
 from layer_sim.training.state import Callback, FitResult, TrainState
+from layer_sim.training.pruning import PrunedNetwork, PruningSpec, global_magnitude_prune, imp
 
 __all__ = [
     "Recipe",
@@ -34,4 +36,8 @@ __all__ = [
     "checkpoint_dir",
     "train_or_load",
     "train_or_load_ensemble",
+    "PruningSpec",
+    "PrunedNetwork",
+    "global_magnitude_prune",
+    "imp",
 ]

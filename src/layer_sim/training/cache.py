@@ -14,8 +14,8 @@ from layer_sim import settings
 from layer_sim._io import writable_dir
 from layer_sim._device import resolve_device
 from layer_sim._options import strict_signature
-from layer_sim.errors import ConfigError, DataError
-from layer_sim.training import _steps
+from layer_sim.errors import ConfigError, DataError, TrainingDivergedError
+from layer_sim.training import _steps, resume
 from layer_sim.training.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from layer_sim.training.ensemble import fit_ensemble
 from layer_sim.training.loop import fit
@@ -49,7 +49,11 @@ def train_or_load(
     """The network of ``(spec, seed)``: loaded from the cache if there, else trained by :func:`fit` and saved.
 
     Training builds ``spec.build_model(seed=seed)`` and fits it on ``spec.build_task(data_dir=...)``
-    with ``spec.recipe`` and the same ``seed``. A run that diverges raises
+    with ``spec.recipe`` and the same ``seed``, writing an epoch checkpoint into the network's
+    directory after every epoch (``epoch.pt``, see :mod:`layer_sim.training.resume`): a run that
+    was interrupted, even by ``kill -9``, continues from its last finished epoch when called
+    again, and ends with the same weights. The epoch checkpoint is deleted once ``model.pt`` and
+    ``meta.json`` are written. A run that diverges raises
     :class:`~layer_sim.errors.TrainingDivergedError` and saves nothing.
 
     Parameters
@@ -120,10 +124,16 @@ def _train_or_load(where, spec, seeds, *, trainer, cache_dir, data_dir, device, 
     if missing:
         task = spec.build_task(data_dir=data_dir)
         if trainer == "fit":
-            for s in missing:  # each saved as soon as it is done
+            for s in missing:  # each saved as soon as it is done; an interrupted one resumes from its last epoch
                 model = spec.build_model(seed=s)
-                result = fit(model, task, spec.recipe, seed=s, device=device, progress=progress)
+                try:
+                    result = fit(model, task, spec.recipe, seed=s, device=device, progress=progress,
+                                 checkpoint=paths[s])  # fmt: skip
+                except TrainingDivergedError:
+                    resume.remove(paths[s])  # retrying would only diverge again
+                    raise
                 _save(paths[s], model, spec=spec, seed=s, trainer=trainer, result=result)
+                resume.remove(paths[s])
         else:
             models = [spec.build_model(seed=s) for s in missing]
             results = fit_ensemble(models, task, spec.recipe, seeds=missing, device=device, progress=progress)

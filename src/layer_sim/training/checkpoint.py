@@ -9,9 +9,10 @@ One layout whatever trained the network (:func:`~layer_sim.training.fit`,
                 seed, trainer, metrics (test accuracy, train seconds, history), model class and
                 config, library versions
 
-Other names in a checkpoint directory are reserved for an in-progress epoch checkpoint
-(model, optimizer, scheduler and generator state, epoch; see :class:`~layer_sim.training.TrainState`),
-which never contains ``meta.json`` and so is never mistaken for a finished network.
+Other names in a checkpoint directory are reserved for the in-progress epoch checkpoint
+``epoch.pt`` (model, optimizer, scheduler and generator state, epoch; see
+:mod:`layer_sim.training.resume`), which is not ``meta.json`` and so is never mistaken for a
+finished network.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from torch import nn
 from layer_sim._io import atomic_write, loads_json
 from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError, LayerSimError
-from layer_sim.models import MLP
+from layer_sim.models import MLP, LeNet5, Tiny10
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "MODEL_CLASSES"]
 
 #: Model classes a checkpoint can rebuild, by name; each must expose ``.config`` and ``cls(**config)``.
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"MLP": MLP, "LeNet5": LeNet5, "Tiny10": Tiny10}
 
 _WEIGHTS, _META = "model.pt", "meta.json"
 

@@ -170,6 +170,8 @@ def fit_ensemble(
                     out.reshape(-1, out.shape[-1]), yb.reshape(-1)
                 ).view(k_members, -1).mean(dim=1)
                 member_losses.sum().backward()
+                if recipe.clip_norm is not None:
+                    stack.clip_grad_norm_(recipe.clip_norm)
                 opt.step()
                 sched.step()
                 step += 1
@@ -229,6 +231,17 @@ class _StackedMLP:
             a = act(torch.baddbmm(b.unsqueeze(1), h, w))
             h = res(a, h) if res is not None else a
         return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1])
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        """Per member k, ``torch.nn.utils.clip_grad_norm_`` of k's gradient blocks: scale by min(1, max_norm / (norm + 1e-6))."""
+        tensors = [*self.weights, *self.biases]
+        k = tensors[0].shape[0]
+        # Norm of the per-tensor norms: the order clip_grad_norm_ reduces in.
+        norms = torch.stack([torch.linalg.vector_norm(t.grad.reshape(k, -1), dim=1) for t in tensors])
+        coef = (max_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
+        for t in tensors:
+            t.grad.mul_(coef.view(k, *[1] * (t.ndim - 1)))
 
     @torch.no_grad()
     def write_back(self, models: Sequence[MLP]) -> None:

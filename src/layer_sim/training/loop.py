@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterable
 
@@ -13,7 +14,7 @@ from layer_sim._options import Int, check, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.data.tasks import Task, accuracy
 from layer_sim.errors import ConfigError
-from layer_sim.training import _steps
+from layer_sim.training import _steps, resume
 from layer_sim.training.augment import random_shift
 from layer_sim.training.recipe import Recipe
 from layer_sim.training.state import Callback, FitResult, TrainState
@@ -31,6 +32,7 @@ def fit(
     device: str | torch.device | None = None,
     callbacks: Iterable[Callback] = (),
     progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> FitResult:
     r"""Train ``model`` in place on ``task`` by minibatch gradient descent on the task's loss.
 
@@ -59,6 +61,15 @@ def fit(
         with a :class:`TrainState`. An object may implement only one of them.
     progress : bool or None, default=None
         Show a progress bar; None = only when stderr is a terminal.
+    checkpoint : path-like or None, default=None
+        A directory for the epoch checkpoint (created if needed; see
+        :mod:`layer_sim.training.resume`). After every epoch, and after the callbacks have seen
+        it, the whole training state is written there atomically. If the directory already
+        holds one, training resumes after its epoch: model, optimizer, schedule, generators and
+        history are restored (``model``'s own weights are overwritten), callbacks with
+        ``state_dict()``/``load_state_dict()`` get theirs back, and the result equals an
+        uninterrupted run's, bit for bit on CPU with the same thread count. A checkpoint of the
+        last epoch makes ``fit`` return at once. None: no checkpoints.
 
     Returns
     -------
@@ -73,6 +84,9 @@ def fit(
     InputError
         Task inputs that do not fit the model (shape, dtype, output width vs ``num_classes``),
         or ``shift > 0`` with inputs that are not images; before any work.
+    DataError
+        ``checkpoint`` holds a damaged epoch checkpoint or one of another run (another recipe,
+        seed, task or model); the message names the file and what differs.
     TrainingDivergedError
         The loss or a weight became NaN/Inf; the message names epoch, step and learning rate.
         Checked after every step when there are batch callbacks (they must not see a diverged
@@ -93,6 +107,8 @@ def fit(
     if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
         raise ConfigError(f"fit: model must be a torch.nn.Module with parameters, got {type(model).__name__}")
     device = _steps.check_arguments("fit", task, recipe, device)
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise ConfigError(f"fit: checkpoint must be a directory path or None, got {type(checkpoint).__name__}")
     if device is None:
         device = next(model.parameters()).device
     model.to(device)
@@ -115,10 +131,23 @@ def fit(
     loss_fn = task.loss
     diverged = dict(where="fit", recipe=recipe, steps_per_epoch=steps_per_epoch)
     result = FitResult()
-    start = time.perf_counter()
-    step = 0
+    step = done = elapsed = 0
+    if checkpoint is not None:
+        run_id = resume.fingerprint(model, task, recipe, seed)
+        saved = resume.read(checkpoint, run_id)
+        if saved is not None:
+            done, step, elapsed = saved["epoch"], saved["step"], saved["seconds"]
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            gen.set_state(saved["generator"])
+            resume.set_rng_state(saved["rng"], device)
+            result.history.extend(saved["history"])
+            _restore_callbacks(callbacks, saved["callbacks"], checkpoint)
+    start = time.perf_counter() - elapsed
     with progress_bar(progress, steps_per_epoch * recipe.epochs, "fit") as advance:
-        for epoch in range(1, recipe.epochs + 1):
+        advance(step)
+        for epoch in range(done + 1, recipe.epochs + 1):
             model.train()
             order = torch.randperm(n, generator=gen).to(device)
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -134,6 +163,8 @@ def fit(
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 loss.backward()
+                if recipe.clip_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
                 opt.step()
                 sched.step()
                 step += 1
@@ -159,6 +190,30 @@ def fit(
             state.metrics = row
             for hook in epoch_hooks:
                 hook(state)
+            if checkpoint is not None:
+                resume.write(checkpoint, {
+                    "fingerprint": run_id, "epoch": epoch, "step": step, "seconds": time.perf_counter() - start,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(), "rng": resume.rng_state(device), "history": result.history,
+                    "callbacks": [[type(cb).__qualname__, cb.state_dict() if _stateful(cb) else None]
+                                  for cb in callbacks],
+                })  # fmt: skip
     return result
 
 
+def _stateful(callback) -> bool:
+    return hasattr(callback, "state_dict") and hasattr(callback, "load_state_dict")
+
+
+def _restore_callbacks(callbacks, saved: list, checkpoint) -> None:
+    """Give each stateful callback the state saved for the callback of its class at its position."""
+    for i, cb in enumerate(callbacks):
+        if not _stateful(cb):
+            continue
+        name = type(cb).__qualname__
+        if i >= len(saved) or saved[i][0] != name or saved[i][1] is None:
+            raise ConfigError(
+                f"fit: callback {i} ({name}) has a state_dict, but the epoch checkpoint in {checkpoint} holds no "
+                "state for it; resume with the callbacks the run started with"
+            )
+        cb.load_state_dict(saved[i][1])

@@ -17,7 +17,7 @@ from layer_sim._io import content_key
 from layer_sim._options import strict_signature
 from layer_sim.data.tasks import Task, TaskSpec
 from layer_sim.errors import ConfigError, UnknownNameError
-from layer_sim.models import MODEL_SPECS, MLPSpec
+from layer_sim.models import MODEL_SPECS, LeNet5Spec, MLPSpec, Tiny10Spec
 from layer_sim.training.recipe import Recipe
 
 __all__ = ["NetworkSpec", "DEFAULT_SPEC", "KEY_VERSION", "KEYED"]
@@ -29,6 +29,8 @@ KEY_VERSION = 1
 #: Any other field is hashed only when it is not at its default.
 KEYED: dict[str, tuple[str, ...]] = {
     "model:MLP": ("kind", "widths", "activation", "skip"),
+    "model:LeNet5": ("kind", "num_classes"),
+    "model:Tiny10": ("kind", "num_classes"),
     "task": ("name", "loss", "limit_train"),
     "recipe": ("optimizer", "lr", "momentum", "readout_lr", "weight_decay", "batch_size", "epochs",
                "schedule", "warmup_epochs", "shift"),  # fmt: skip
@@ -53,7 +55,7 @@ class NetworkSpec:
     (24, True)
     """
 
-    model: MLPSpec = field(default_factory=MLPSpec)
+    model: MLPSpec | LeNet5Spec | Tiny10Spec = field(default_factory=MLPSpec)
     task: TaskSpec = field(default_factory=TaskSpec)
     recipe: Recipe = field(default_factory=Recipe)
 
