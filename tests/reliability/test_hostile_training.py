@@ -58,7 +58,43 @@ EXTRACT = [
     ("device cuda", lambda: extract(_net(), X, device="cuda:99"), ConfigError, "extract: device='cuda:99' but"),
     ("device mps", lambda: extract(_net(), X, device="mps"), ConfigError, "extract: device='mps' but MPS is not available"),
     ("device meta", lambda: extract(_net(), X, device="meta"), ConfigError, "device='meta' holds no data"),
+    ("flat images into LeNet-5", lambda: extract(_cnn("LeNet5"), torch.rand(4, 784)), InputError, r"LeNet5: expected images of shape \(n, 1, 28, 28\), got shape \(4, 784\)"),
+    ("RGB images into Tiny-10", lambda: extract(_cnn("Tiny10"), torch.rand(4, 3, 28, 28)), InputError, r"Tiny10: expected images of shape \(n, 1, 28, 28\)"),
+    ("an unknown conv layout", lambda: _layout("pixels"), UnknownNameError, "with_layout: layout: unknown value 'pixels'; available: flatten, channels, spatial_mean"),
 ]
+
+PRUNE = [
+    ("rate nan", lambda: _prune(rate=float("nan")), ConfigError, r"global_magnitude_prune: rate must be a finite number in \(0, 1\), got nan"),
+    ("rate 1", lambda: _prune(rate=1.0), ConfigError, r"global_magnitude_prune: rate must be a finite number in \(0, 1\), got 1.0"),
+    ("a pattern matching nothing", lambda: _prune(rate=0.5, patterns=["nothing.*"]), UnknownNameError, "pattern 'nothing.*' matches no parameter; parameters: features.0.weight"),
+    ("patterns as one string", lambda: _prune(rate=0.5, patterns="features.0.weight"), ConfigError, "patterns must be a non-empty list of regular expressions"),
+    ("rate given positionally", lambda: _prune(0.5), ConfigError, "too many positional arguments; it takes model positionally, and rate, patterns by keyword only"),
+]
+
+
+def _cnn(name):
+    import layer_sim.models
+
+    return getattr(layer_sim.models, name)(seed=0)
+
+
+def _layout(layout):
+    from layer_sim.representations import with_layout
+
+    return with_layout(extract(_cnn("LeNet5"), torch.rand(4, 1, 28, 28)), layout)
+
+
+def _prune(*args, **kwargs):
+    from layer_sim.training.pruning import global_magnitude_prune
+
+    return global_magnitude_prune(_cnn("LeNet5"), *args, **kwargs)
+
+
+@pytest.mark.parametrize("label", [c[0] for c in PRUNE])
+def test_pruning_refuses_naming_the_argument(label):
+    _, call, error, message = next(c for c in PRUNE if c[0] == label)
+    with pytest.raises(error, match=message):
+        call()
 
 FIT = [
     ("wrong width", lambda: fit(_net((7, 8, 3)), _task(), Recipe(epochs=1), seed=0), InputError, r"fit: task.train inputs of shape \(20, 5\) do not fit the model"),
