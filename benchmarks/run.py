@@ -151,24 +151,28 @@ def _ratio(r, rate):
     return r["seconds"] / (r["flops"] / (rate * 1e9))
 
 
+# The linear-CKA routes of issue 16, in the order printed: (key, label, precision, task, kwargs, note).
+W1_ROUTES = [
+    ("numpy64", "plain NumPy fp64, one pair at a time (reference)", "fp64", "task_w1_reference", {}, "features precomputed"),
+    ("ours64", "linear_cka_matrix fp64", "fp64", "task_w1_ours", dict(precision="fp64"), "features precomputed"),
+    ("numpy32", "NumPy fp32, one cross GEMM + SYRK self-products", "fp32", "task_w1_numpy_fp32", {}, "features precomputed"),
+    ("ours32", "linear_cka_matrix fp32", "fp32", "task_w1_ours", dict(precision="fp32"), "features precomputed"),
+    ("compare", "compare(a, b, measure='linear_cka')", "fp64", "task_w1_compare", {}, "features precomputed"),
+    ("extract64", "extract + linear_cka_matrix fp64", "fp64", "task_w1_models", dict(route="matrix"), "extraction included"),
+    ("extract_compare", "extract + compare(measure='linear_cka')", "fp64", "task_w1_models", dict(route="compare"), "extraction included"),
+    ("extract32", "extract + linear_cka_matrix fp32", "fp32", "task_w1_models", dict(route="matrix", precision="fp32"), "extraction included"),
+]
+
+
 def run_w1(cfg, best, peers: bool):
+    """The W1 table and the results by route key (for the targets table)."""
     ref = str(Path(cfg["scratch"]) / "w1_reference.npy")
     t = cfg["timeout"]
-    rows = [
-        ("NumPy fp64 per pair (reference route)", "fp64", measure("workloads", "task_w1_reference", cfg, t, save=ref), "features precomputed"),
-    ]
-    ours = [
-        ("linear_cka_matrix fp64", "fp64", dict(precision="fp64")),
-        ("linear_cka_matrix fp32", "fp32", dict(precision="fp32")),
-        ("linear_cka_matrix fp64, torch GEMM backend", "fp64", dict(precision="fp64", backend="torch")),
-        ("linear_cka_matrix fp32, torch GEMM backend", "fp32", dict(precision="fp32", backend="torch")),
-    ]
-    for label, prec, kw in ours:
-        rows.append((label, prec, measure("workloads", "task_w1_ours", cfg, t, reference=ref, **kw), "features precomputed"))
-    r = measure("workloads", "task_w1_compare", cfg, t, reference=ref)
-    rows.append(("compare(a, b, measure='linear_cka')", "fp64", r, "features precomputed; " + r.get("note", "")))
-    for prec in ("fp64", "fp32"):
-        rows.append((f"extract + linear_cka_matrix {prec}", prec, measure("workloads", "task_w1_models", cfg, t, precision=prec, reference=ref), "extraction included"))
+    results, rows = {}, []
+    for key, label, prec, task, kw, note in W1_ROUTES:
+        kw = dict(save=ref) if key == "numpy64" else dict(kw, reference=ref)
+        r = results[key] = measure("workloads", task, cfg, t, **kw)
+        rows.append((label, prec, r, note + ("; " + r["note"] if r.get("note") else "")))
     peer_rows = []
     if peers:
         import peers as peer_mod
@@ -192,10 +196,47 @@ def run_w1(cfg, best, peers: bool):
             r.get("failed", note),
         ])
     head = (f"### W1: 6×6 linear CKA, two ReLU MLPs 784→{cfg['width']}×{cfg['depth']}→10, n = {cfg['n1']:,}\n\n"
-            "time/bound: minimal flops (2·n·Σp_a·Σp_b + n·Σp² per net) at the GEMM rate of the row's precision. "
+            "time/bound: minimal flops (2·n·Σp_a·Σp_b + n·Σp² per net) at the same-run GEMM rate of the row's precision. "
             f"Error: max abs vs the float64 NumPy reference; a peer above {CORRECT:g} is wrong. "
             "Speed-up: fastest correct peer's time / this row's.\n\n")
-    return head + table(["route", "time (s)", "time/bound", "max abs err", "peak RSS (MiB)", "speed-up vs best correct peer", "note"], lines)
+    return head + table(["route", "time (s)", "time/bound", "max abs err", "peak RSS (MiB)", "speed-up vs best correct peer", "note"], lines), results
+
+
+def run_targets(best, w1: dict, w2: dict) -> str:
+    """Issue 16's targets, each with the value measured in this run and whether it is met."""
+    def ok(r):
+        return r is not None and "failed" not in r
+
+    def ratio(key, prec):
+        r = w1.get(key)
+        return _ratio(r, best.get("float64" if prec == "fp64" else "float32")) if ok(r) else None
+
+    def rel(a, b, field="seconds"):
+        return w1[a][field] / w1[b][field] if ok(w1.get(a)) and ok(w1.get(b)) else None
+
+    def extract_overhead():
+        # extract → compare against linear_cka_matrix + the forward pass measured in the same task
+        a, b = w1.get("extract_compare"), w1.get("ours64")
+        return a["seconds"] / (b["seconds"] + a["forward_seconds"]) if ok(a) and ok(b) else None
+
+    routes = [k for k, *_ in W1_ROUTES if k != "numpy64"]
+    rss = max((w1[k]["rss_mb"] for k in routes if ok(w1.get(k))), default=None)
+    w2_ratio = None
+    if ok(w2.get("fp64")) and best.get("float64"):
+        w2_ratio = w2["fp64"]["cka_seconds"] / (w2["fp64"]["flops"] / (best["float64"] * 1e9))
+    targets = [
+        ("linear_cka_matrix fp64 / fp64 bound", ratio("ours64", "fp64"), 1.05),
+        ("linear_cka_matrix fp64 / plain NumPy fp64", rel("ours64", "numpy64"), 1.0),
+        ("linear_cka_matrix fp32 / fp32 bound", ratio("ours32", "fp32"), 1.15),
+        ("linear_cka_matrix fp32: max abs err vs float64", w1.get("ours32", {}).get("error"), 1e-6),
+        ("compare / linear_cka_matrix fp64", rel("compare", "ours64"), 1.05),
+        ("extract → compare / (linear_cka_matrix fp64 + forward)", extract_overhead(), 1.05),
+        ("max peak RSS of our routes / plain NumPy's", rss / w1["numpy64"]["rss_mb"] if rss and ok(w1.get("numpy64")) else None, 1.0),
+        ("StreamingLinearCKA fp64 (W2) CKA part / fp64 bound", w2_ratio, 1.15),
+    ]
+    lines = [[name, fmt(v, ".1e" if limit < 1e-3 else ".3f"), f"≤ {limit:g}", "—" if v is None else ("yes" if v <= limit else "**no**")]
+             for name, v, limit in targets]
+    return "### Issue 16 targets (same-run ratios)\n\n" + table(["target", "measured", "limit", "met"], lines)
 
 
 def run_w2(cfg, best):
@@ -219,7 +260,7 @@ def run_w2(cfg, best):
     head = (f"### W2: streaming, n = {cfg['n2']:,} (inputs generated, forwarded and accumulated batch by batch)\n\n"
             f"Accumulator state O((Σp)²); the fp32 features of both nets alone would take {feats_mb:,.0f} MiB. "
             f"Max |fp32 − fp64| over the 6×6 matrix: {fmt(diff, '.1e')}.\n\n")
-    return head + table(["route", "total (s)", "CKA part (s)", "CKA/bound", "peak RSS (MiB)", "state (MiB)", "note"], lines)
+    return head + table(["route", "total (s)", "CKA part (s)", "CKA/bound", "peak RSS (MiB)", "state (MiB)", "note"], lines), res
 
 
 def run_w3(cfg):
@@ -291,10 +332,15 @@ def main(argv=None) -> int:
         if "gemm" in only or "w1" in only or "w2" in only:
             text, best = run_gemm(cfg)
             print(text + "\n", flush=True)
+        w1, w2 = {}, {}
         if "w1" in only:
-            print(run_w1(cfg, best, peers=not (args.smoke or args.no_peers)) + "\n", flush=True)
+            text, w1 = run_w1(cfg, best, peers=not (args.smoke or args.no_peers))
+            print(text + "\n", flush=True)
         if "w2" in only:
-            print(run_w2(cfg, best) + "\n", flush=True)
+            text, w2 = run_w2(cfg, best)
+            print(text + "\n", flush=True)
+        if "w1" in only:
+            print(run_targets(best, w1, w2) + "\n", flush=True)
         if "w3" in only:
             print(run_w3(cfg) + "\n", flush=True)
         if "w4" in only:

@@ -14,7 +14,7 @@ import torch
 
 import layer_sim
 from layer_sim import StreamingLinearCKA, extract, linear_cka_matrix
-from layer_sim.measures import all_pairs, available, get
+from layer_sim.measures import available, get
 from layer_sim.models import MLP
 
 
@@ -125,13 +125,28 @@ def _widths(fa, fb):
     return [f.shape[1] for f in fa], [f.shape[1] for f in fb]
 
 
-def task_w1_ours(cfg, *, precision: str, backend: str = "numpy", reference: str | None = None) -> dict:
+def task_w1_numpy_fp32(cfg, *, reference: str | None = None) -> dict:
+    """What a user writes in NumPy for the fp32 matrix: centre in float32, one cross GEMM of the
+    concatenated layers, one SYRK (``x.T @ x``) per layer, block norms in float64."""
     fa, fb = features(cfg, cfg["n1"])
-    default, all_pairs._CPU_BACKEND = all_pairs._CPU_BACKEND, backend
-    try:
-        out, seconds = timed(lambda: linear_cka_matrix(fa, fb, precision=precision))
-    finally:  # the smoke run executes tasks in one process
-        all_pairs._CPU_BACKEND = default
+
+    def run():
+        xa = [x - x.mean(axis=0) for x in (f.numpy() for f in fa)]
+        xb = [y - y.mean(axis=0) for y in (f.numpy() for f in fb)]
+        oa, ob = np.cumsum([0] + [x.shape[1] for x in xa]), np.cumsum([0] + [y.shape[1] for y in xb])
+        cross = np.concatenate(xa, axis=1).T @ np.concatenate(xb, axis=1)
+        na = [np.linalg.norm((x.T @ x).astype(np.float64)) for x in xa]
+        nb = [np.linalg.norm((y.T @ y).astype(np.float64)) for y in xb]
+        return np.array([[np.linalg.norm(cross[oa[i]:oa[i + 1], ob[j]:ob[j + 1]].astype(np.float64)) ** 2 / (na[i] * nb[j])
+                          for j in range(len(xb))] for i in range(len(xa))])
+
+    out, seconds = timed(run)
+    return {"seconds": seconds, "error": max_error(out, reference), "flops": minimal_flops(cfg["n1"], *_widths(fa, fb))}
+
+
+def task_w1_ours(cfg, *, precision: str, reference: str | None = None) -> dict:
+    fa, fb = features(cfg, cfg["n1"])
+    out, seconds = timed(lambda: linear_cka_matrix(fa, fb, precision=precision))
     return {"seconds": seconds, "error": max_error(out, reference), "flops": minimal_flops(cfg["n1"], *_widths(fa, fb))}
 
 
@@ -150,19 +165,27 @@ def task_w1_compare(cfg, *, reference: str | None = None) -> dict:
     }
 
 
-def task_w1_models(cfg, *, precision: str, reference: str | None = None) -> dict:
-    """From the models: forward with hooks (``extract``) + ``linear_cka_matrix``."""
+def task_w1_models(cfg, *, route: str, precision: str = "fp64", reference: str | None = None) -> dict:
+    """From the models: forward with hooks (``extract``), then ``linear_cka_matrix`` (route
+    ``"matrix"``) or ``compare(measure="linear_cka")`` (route ``"compare"``); the forward pass is
+    timed separately too (``forward_seconds``)."""
     a, b = nets(cfg)
     x = inputs(cfg["n1"])
     n = cfg["n1"]
+    forward = 0.0
 
     def run():
-        fa = list(extract(a, x, batch_size=n).values())
-        fb = list(extract(b, x, batch_size=n).values())
-        return linear_cka_matrix(fa, fb, precision=precision)
+        nonlocal forward
+        t0 = time.perf_counter()
+        fa, fb = extract(a, x, batch_size=n), extract(b, x, batch_size=n)
+        forward = time.perf_counter() - t0
+        if route == "compare":
+            return layer_sim.compare(fa, fb, measure="linear_cka").values
+        return linear_cka_matrix(list(fa.values()), list(fb.values()), precision=precision)
 
     out, seconds = timed(run)
-    return {"seconds": seconds, "error": max_error(out, reference), "flops": minimal_flops(n, widths(cfg)[1:], widths(cfg)[1:])}
+    return {"seconds": seconds, "forward_seconds": forward, "error": max_error(out, reference),
+            "flops": minimal_flops(n, widths(cfg)[1:], widths(cfg)[1:]), "note": f"forward {forward:.2f} s"}
 
 
 # --------------------------------------------------------------------------- W2
@@ -192,7 +215,7 @@ def task_w2_stream(cfg, *, precision: str, batch: int, reference: str | None = N
         "cka_seconds": seconds - forward,
         "error": max_error(out, reference),
         "flops": minimal_flops(n, widths(cfg)[1:], widths(cfg)[1:]),
-        "state_mb": acc.state_numel() * 8 / 2**20,
+        "state_mb": acc.state_bytes() / 2**20,
         "note": f"batches of {batch}; forward {forward:.1f} s",
     }
 

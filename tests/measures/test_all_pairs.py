@@ -43,7 +43,7 @@ def test_matrix_equals_per_pair_loop(n, widths):
 
 
 def test_chunked_merge_with_large_offset(monkeypatch):
-    # Tiny chunks force many Chan merges; a +1e4 common offset would wreck raw sums.
+    # Tiny chunks add many GEMMs into one state; a +1e4 common offset would wreck raw (unshifted) sums.
     monkeypatch.setattr(all_pairs, "_CHUNK_BYTES", 8 * 64 * 37)
     xs = relu_layers(500, (20, 16, 12), 2, offset=1e4)
     ys = relu_layers(500, (20, 9, 30), 3, offset=-3e4)
@@ -74,12 +74,30 @@ def test_fp32_mode_within_documented_bound():
     assert np.abs(ref32 - ref).max() < 1e-5  # sanity: the test data is not degenerate
 
 
-def test_torch_backend_equals_numpy_backend(monkeypatch):
-    xs = relu_layers(200, (10, 15, 25), 7)
-    ys = relu_layers(200, (10, 5), 8)
-    numpy_route = linear_cka_matrix(xs, ys)
-    monkeypatch.setattr(all_pairs, "_CPU_BACKEND", "torch")
-    np.testing.assert_allclose(linear_cka_matrix(xs, ys), numpy_route, rtol=0, atol=1e-13)
+@pytest.mark.parametrize("precision, atol", [("fp64", 1e-12), ("fp32", 1e-6)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_fast_path_equals_the_plain_loop(monkeypatch, precision, atol, dtype):
+    # Tiny chunks (many GEMMs adding into one accumulator, a reused buffer), a tiny staircase block
+    # (several row blocks per symmetric product), tiny fp32 flushes (float32 sums added into float64
+    # many times), float32 features widened in the fp64 copy, a layer scaled by a power of two while
+    # copied (max |x| = 2^200) and a large common offset (the shift): each against the plain loop.
+    monkeypatch.setattr(all_pairs, "_CHUNK_BYTES", 8 * 64 * 23)
+    monkeypatch.setattr(all_pairs, "_STAIR", 5)
+    monkeypatch.setattr(all_pairs, "_FLUSH_ROWS", 64)
+    xs = relu_layers(700, (20, 16, 12, 13), 20, offset=1e3)
+    ys = relu_layers(700, (20, 9, 30), 21)
+    ys[1] = ys[1] * 2.0**100  # float32 holds it, but the GEMM dtype needs it rescaled
+    xs, ys = [x.astype(dtype) for x in xs], [y.astype(dtype) for y in ys]
+    centred = [x - x.mean(0, dtype=np.float64) for x in xs]
+    expected = plain_matrix(centred, ys)
+    np.testing.assert_allclose(linear_cka_matrix(xs, ys, precision=precision), expected, rtol=0, atol=atol)
+    np.testing.assert_allclose(linear_cka_matrix(xs, xs, precision=precision), plain_matrix(centred, centred),
+                               rtol=0, atol=atol)
+    if precision == "fp64":  # the registry's one-pass matrix: cross, and the symmetric (SYRK) product
+        m = get("linear_cka")
+        pa, pb = [m.prepare(x) for x in xs], [m.prepare(y) for y in ys]
+        np.testing.assert_allclose(m.matrix_fn(pa, pb).numpy(), expected, rtol=0, atol=atol)
+        np.testing.assert_allclose(m.matrix_fn(pa, pa).numpy(), plain_matrix(centred, centred), rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("name, normalise", [("linear_cka", True), ("linear_hsic", False)])

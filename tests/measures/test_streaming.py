@@ -81,11 +81,12 @@ def test_torch_batches_give_tensor_and_fp32_mode_close():
 def test_state_size_does_not_grow_with_n():
     x, y = data(4000, 4)
     acc = StreamingLinearCKA().update(x[:10], y[:10])
-    size = acc.state_numel()
-    assert size == 7 + 5 + 7 * 5 + 7 * 7 + 5 * 5  # means, cross and self co-moments
+    size = acc.state_bytes()
+    # float64 shifts and sums per column, cross and self co-moments
+    assert size == 8 * (2 * (7 + 5) + 7 * 5 + 7 * 7 + 5 * 5)
     for s in range(10, 4000, 100):
         acc.update(x[s : s + 100], y[s : s + 100])
-    assert acc.state_numel() == size
+    assert acc.state_bytes() == size
 
 
 def test_errors():

@@ -2,8 +2,8 @@ r"""Exact one-pass accumulators for data that does not fit in memory: feed batch
 
 :class:`StreamingLinearCKA` (every layer pair of linear CKA, the engine of
 :mod:`layer_sim.measures.all_pairs`) and :class:`StreamingCCA` (canonical correlations). Both keep
-state of size independent of the number of examples, merge batches with Chan, Golub & LeVeque's
-pairwise update, and rescale their state exactly (by powers of two) when a batch brings a
+state of size independent of the number of examples, stay exact under a large common offset
+(shifted co-moments for linear CKA, Chan, Golub & LeVeque's pairwise update for CCA), and rescale their state exactly (by powers of two) when a batch brings a
 magnitude outside the safe window, so ``c * x`` gives the value of ``x`` at any representable scale.
 """
 
@@ -36,12 +36,16 @@ class StreamingLinearCKA:
         \mathrm{CKA}(X, Y) = \frac{\|\tilde X^\top \tilde Y\|_F^2}
         {\|\tilde X^\top \tilde X\|_F\,\|\tilde Y^\top \tilde Y\|_F}
 
-    of the stacked rows (Kornblith et al. 2019), to about 1e-10 in float64. The state is the column
-    means and the centred co-moments :math:`\tilde X^\top\tilde Y, \tilde X^\top\tilde X,
-    \tilde Y^\top\tilde Y`, merged per batch with the pairwise update of Chan, Golub & LeVeque
-    (1979) (each batch centred on its own mean, then a rank-one correction), which stays exact when
-    the data carry a large common offset, where raw sums :math:`\sum xy^\top - n\bar x\bar y^\top`
-    would cancel catastrophically. Memory: :math:`O((p + q)^2)`, whatever ``n``.
+    of the stacked rows (Kornblith et al. 2019), to about 1e-10 in float64. The state is, per column,
+    a shift :math:`s` (an estimate of its mean from the first batch's sampled rows) and the shifted
+    sums :math:`u = \sum_r (x_r - s)`, and the shifted co-moments
+    :math:`R = \sum_r (x_r - s)(y_r - t)^\top` and the self terms, added by GEMMs batch by batch;
+    the centred co-moment is :math:`R - u_x u_y^\top / n`, exact algebra for any shift. With
+    :math:`s` near the mean the subtraction loses nothing even when the data carry a large common
+    offset (where raw sums :math:`\sum xy^\top - n\bar x\bar y^\top` would cancel
+    catastrophically), and when a later batch moves the mean far from :math:`s` the state is
+    re-shifted exactly (Chan, Golub & LeVeque 1979 discuss both). Memory: :math:`O((p + q)^2)`,
+    whatever ``n``.
 
     ``x`` and ``y`` may each be one representation, a list of representations or a dict
     ``name -> representation`` (e.g. the :class:`~layer_sim.representations.extraction.Representations` a ``sink``
@@ -51,8 +55,9 @@ class StreamingLinearCKA:
     Parameters
     ----------
     precision : {"fp64", "fp32"}, default="fp64"
-        See :func:`layer_sim.linear_cka_matrix`: ``"fp32"`` centres each batch in float64 and runs
-        the products in float32 (about 2x faster on CPU, abs. error <= 1e-6 on unit-scale data).
+        See :func:`layer_sim.linear_cka_matrix`: ``"fp32"`` shifts each batch while copying it to
+        float32, runs the products in float32 and adds their sums into float64 every ``2**14``
+        rows (about 2x faster on CPU, abs. error <= 1e-6 on unit-scale data).
 
     Attributes
     ----------
@@ -90,9 +95,9 @@ class StreamingLinearCKA:
     def n(self) -> int:
         return 0 if self._acc is None else self._acc.n
 
-    def state_numel(self) -> int:
-        """Number of float64 values held (constant in ``n``: the accumulator never stores rows)."""
-        return 0 if self._acc is None else self._acc.state_numel()
+    def state_bytes(self) -> int:
+        """Bytes of accumulated state (constant in ``n``: the accumulator never stores rows)."""
+        return 0 if self._acc is None else self._acc.state_bytes()
 
     def _layers(self, batch, side: str):
         """(names or None, list of validated (m, p) tensors) for one side of a batch."""
@@ -143,10 +148,10 @@ class StreamingLinearCKA:
             )
         elif (names_x, names_y) != (self.names_x, self.names_y) or (
             tuple(widths_x), tuple(widths_y)
-        ) != (self._acc.widths_x, self._acc.widths_y):
+        ) != (self._acc.x.widths, self._acc.y.widths):
             raise InputError(
                 f"{self._fn}.update: batch layers/widths changed: first batch had "
-                f"x widths {list(self._acc.widths_x)}, y widths {list(self._acc.widths_y)}"
+                f"x widths {list(self._acc.x.widths)}, y widths {list(self._acc.y.widths)}"
                 f"{_names_note(self.names_x, self.names_y)}; this batch has x widths {widths_x}, "
                 f"y widths {widths_y}{_names_note(names_x, names_y)}"
             )
