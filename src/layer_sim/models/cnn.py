@@ -118,7 +118,6 @@ def _check_num_classes(where: str, num_classes) -> int:
     return check(where, "num_classes", Int(2), num_classes)
 
 
-@strict_signature
 @dataclass(frozen=True)
 class _ClassifierSpec:
     # What LeNet5Spec and Tiny10Spec share: a CNN on 28x28 images is named by its class count.
@@ -145,6 +144,7 @@ class _ClassifierSpec:
         return self._model(self.num_classes, seed=seed)
 
 
+@strict_signature
 @dataclass(frozen=True)
 class LeNet5Spec(_ClassifierSpec):
     """What names a :class:`LeNet5`: its number of classes (the seed is not part of it).
