@@ -11,19 +11,26 @@ An option is declared once as a small spec (:class:`Real`, :class:`Int`, :class:
 
 Flags are strict: only ``True``/``False`` (``"False"`` and ``0`` are refused, not truth-tested),
 and numbers are strict too: ``bool`` is not accepted where a number is expected.
+
+:func:`strict_signature` does the same for the arguments of a public function or class: a
+misspelt keyword is an :class:`~layer_sim.errors.UnknownNameError`, a missing argument or an
+option given positionally a :class:`~layer_sim.errors.ConfigError`, not Python's ``TypeError``.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from layer_sim.errors import ConfigError, UnknownNameError
 
-__all__ = ["Real", "Int", "Flag", "Choice", "Maybe", "Ascending", "check_options", "check"]
+__all__ = ["Real", "Int", "Flag", "Choice", "Maybe", "Ascending", "check_options", "check", "strict_signature"]
 
 INT64_MAX = 2**63 - 1
 
@@ -158,3 +165,73 @@ def check_options(fn: str, declared: Mapping[str, Spec], given: Mapping[str, Any
             f"{fn}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(declared) or 'none'}"
         )
     return {name: check(fn, name, declared[name], value) for name, value in given.items()}
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def strict_signature(obj: F) -> F:
+    """Decorator: argument mistakes in calls of a public function (or class) raise our errors.
+
+    A misspelt keyword raises :class:`~layer_sim.errors.UnknownNameError` listing the accepted
+    names (the closest first); a missing argument, too many positional arguments (options are
+    keyword-only) or an argument given twice raise :class:`~layer_sim.errors.ConfigError`. For a
+    class, its ``__init__`` is wrapped. A correct call costs one extra function call: the
+    signature is consulted only after Python's own binding has failed, and a ``TypeError``
+    raised inside the body is left as it is.
+
+    Examples
+    --------
+    >>> @strict_signature
+    ... def cka(x, y, *, debiased=False):
+    ...     return debiased
+    >>> cka(1, 2, debiassed=True)
+    Traceback (most recent call last):
+    layer_sim.errors.UnknownNameError: cka: unknown option(s) debiassed (did you mean debiased?); accepted: x, y, debiased
+    >>> cka(1, 2, True)
+    Traceback (most recent call last):
+    layer_sim.errors.ConfigError: cka: too many positional arguments; it takes x, y positionally, and debiased by keyword only
+    """
+    if isinstance(obj, type):
+        obj.__init__ = _strict(obj.__init__, obj.__name__, skip_self=True)
+        return obj
+    return _strict(obj, obj.__name__, skip_self=False)
+
+
+def _strict(fn: Callable, label: str, *, skip_self: bool) -> Callable:
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[1 if skip_self else 0 :]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TypeError:
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise _binding_error(label, params, kwargs, exc) from None
+            raise
+
+    return wrapper
+
+
+def _binding_error(label: str, params: list[inspect.Parameter], given: Mapping[str, Any], exc: TypeError):
+    kinds = inspect.Parameter
+    named = [p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+    if not any(p.kind == kinds.VAR_KEYWORD for p in params):
+        unknown = [k for k in given if k not in named]
+        if unknown:
+            close = [m for k in unknown for m in difflib.get_close_matches(k, named, n=1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            return UnknownNameError(
+                f"{label}: unknown option(s) {', '.join(unknown)}{hint}; accepted: {', '.join(named) or 'none'}"
+            )
+    message = str(exc)
+    if "too many positional" in message:
+        positional = [p.name for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        keyword = [p.name for p in params if p.kind == kinds.KEYWORD_ONLY]
+        message += f"; it takes {', '.join(positional) or 'nothing'} positionally"
+        if keyword:
+            message += f", and {', '.join(keyword)} by keyword only"
+    return ConfigError(f"{label}: {message}")

@@ -150,6 +150,12 @@ BAD_INPUTS = {
     # lists and dicts are containers of layers for StreamingLinearCKA, so these two apply elsewhere
     "ragged": (lambda a: [list(r) for r in a[:-1]] + [[1.0]], "is not array-like"),
     "dict": (lambda a: {"a": 1}, "must be numeric, got dtype object"),
+    "timedelta": (lambda a: np.zeros(a.shape, dtype="timedelta64[s]"), "must be numeric, got dtype timedelta64"),
+    "quantized": (lambda a: torch.quantize_per_tensor(torch.from_numpy(a).float(), 0.1, 0, torch.qint8),
+                  r"is a quantized tensor \(torch.qint8\).*dequantize\(\)"),
+    "nested": (lambda a: torch.nested.nested_tensor(list(torch.from_numpy(a))), "is a nested tensor"),
+    "meta": (lambda a: torch.empty(a.shape, device="meta"), "is on the meta device, which holds shapes but no values"),
+    "scalar": (lambda a: 3.0, r"must have shape \(n_examples, n_features\), got shape \(\)"),
 }
 CASES = [
     pytest.param(f, *BAD_INPUTS[case], id=f"{label}-{case}")
@@ -159,6 +165,12 @@ CASES = [
 ]
 
 
+# Our code must warn about nothing (a refused input is one error, no RuntimeWarning beside it); only
+# the warnings torch itself gives while these test inputs are built are allowed.
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning")
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype:UserWarning")
+@pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("f, make, message", CASES)
 def test_unusable_inputs_are_refused_naming_the_argument(f, make, message):
     x, y = _good(), _good(seed=1)

@@ -97,7 +97,9 @@ def test_a_figure_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_p
     path = save_figure(heatmap(_matrix()).figure, tmp_path / "m.png")
     before = path.read_bytes()
 
-    class Broken:
+    from matplotlib.figure import Figure
+
+    class Broken(Figure):
         def savefig(self, fh, **kw):
             fh.write(b"\x89PNG")  # a partial image, then the writer dies
             raise KeyboardInterrupt

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from layer_sim._options import strict_signature
 from layer_sim.analysis._layers import prepare_layers, score_matrix
 from layer_sim.errors import InputError
 from layer_sim.measures import Measure, get
@@ -53,6 +54,10 @@ class SimilarityMatrix:
                 f"SimilarityMatrix: values have shape {values.shape}, expected "
                 f"({len(self.rows)}, {len(self.cols)}) for {len(self.rows)} rows and {len(self.cols)} columns"
             )
+        for what, names in (("row", self.rows), ("column", self.cols)):
+            repeated = sorted({n for n in names if list(names).count(n) > 1})
+            if repeated:  # best_match, to_frame and a file's reader would pick one of them silently
+                raise InputError(f"SimilarityMatrix: {what} name(s) {', '.join(map(repr, repeated))} appear more than once")
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "cols", tuple(self.cols))
@@ -76,6 +81,7 @@ class SimilarityMatrix:
         return pd.DataFrame(self.values, index=list(self.rows), columns=list(self.cols))
 
 
+@strict_signature
 def compare(
     a: Mapping,
     b: Mapping | None = None,

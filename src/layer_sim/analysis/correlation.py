@@ -9,12 +9,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as _st
 
-from layer_sim._options import Int, Real, check_options
+from layer_sim._options import Int, Real, check_options, strict_signature
 from layer_sim.errors import DegenerateInputError, InputError, UnknownNameError
 
 __all__ = ["Correlation", "pearson", "correlation_table"]
 
 
+@strict_signature
 @dataclass(frozen=True)
 class Correlation:
     r"""Pearson's :math:`r` of :math:`n` pairs, its two-sided p-value and a bootstrap interval.
@@ -69,6 +70,7 @@ def _boot_r(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
+@strict_signature
 def pearson(x, y, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Correlation:
     """Pearson correlation of ``x`` and ``y`` with its p-value and a seeded percentile bootstrap interval.
 
@@ -124,6 +126,7 @@ def pearson(x, y, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
                        opts["confidence"])
 
 
+@strict_signature
 def correlation_table(columns: Mapping[str, Sequence[float]], rows: Sequence[str], cols: Sequence[str], *,
                       n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> list[dict]:  # fmt: skip
     """:func:`pearson` of every ``rows`` variable with every ``cols`` variable of ``columns``.

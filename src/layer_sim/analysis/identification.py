@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from layer_sim._options import strict_signature
 from layer_sim._progress import track
 from layer_sim.analysis._layers import layer_names, prepare_layers, score_matrix
 from layer_sim.analysis.comparison import SimilarityMatrix
@@ -91,6 +92,7 @@ class LayerIdentification:
         return d / se
 
 
+@strict_signature
 def layer_identification(
     reps_list: Sequence[Mapping],
     measure: str | Measure = "linear_cka",

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as _st
 
+from layer_sim._options import Real, check, strict_signature
 from layer_sim.errors import InputError
 
 __all__ = ["SeedSummary", "summarize"]
@@ -50,6 +51,7 @@ class SeedSummary:
         return d
 
 
+@strict_signature
 def summarize(values: Sequence[float], *, threshold: float, confidence: float = 0.95) -> SeedSummary:
     r"""One-sample summary of per-seed values: mean, std, t CI and one-sided t-test against ``threshold``.
 
@@ -79,20 +81,28 @@ def summarize(values: Sequence[float], *, threshold: float, confidence: float = 
     Raises
     ------
     InputError
-        Fewer than two values, non-finite values, or all values equal (then :math:`s = 0` and
-        :math:`t` is undefined), or ``confidence`` outside (0, 1).
+        ``values`` is not a 1-D sequence of numbers, has fewer than two values, non-finite
+        values, or all values equal (then :math:`s = 0` and :math:`t` is undefined).
+    ConfigError
+        ``threshold`` is not a finite number (NaN would make t and p NaN), or ``confidence`` is
+        not in (0, 1).
 
     References
     ----------
     Student. The probable error of a mean. Biometrika 6(1), 1908.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
+    threshold = check("summarize", "threshold", Real(), threshold)
+    confidence = check("summarize", "confidence", Real(0, 1, low_open=True, high_open=True), confidence)
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"summarize: values must be a sequence of numbers, got {values!r}") from None
+    if x.ndim != 1:
+        raise InputError(f"summarize: values must be one number per seed (a 1-D sequence), got shape {x.shape}")
     if x.size < 2:
         raise InputError(f"summarize: need at least 2 values for a t-test, got {x.size}")
     if not np.all(np.isfinite(x)):
         raise InputError(f"summarize: values contain NaN or Inf: {x.tolist()}")
-    if not 0 < confidence < 1:
-        raise InputError(f"summarize: confidence must be in (0, 1), got {confidence!r}")
     n = x.size
     mean = float(x.mean())
     std = float(x.std(ddof=1))

@@ -83,7 +83,7 @@ def _one_line(exc: BaseException) -> str | None:
         text = exc.strerror or str(exc) or type(exc).__name__
         return f"{text}: {where}" if where else text
     if isinstance(exc, MemoryError):
-        return "out of memory; try fewer --examples or --nets"
+        return "out of memory; try a smaller run (fewer seeds, networks or examples)"
     torch = sys.modules.get("torch")  # a device error can only come from torch once it is loaded
     if torch is not None and isinstance(exc, (torch.OutOfMemoryError, torch.AcceleratorError)):
         return f"device error ({type(exc).__name__}): {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -14,21 +14,36 @@ every command. An experiment command takes the sweep bundle and hands it on::
 
 from __future__ import annotations
 
-import errno
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
 
+from layer_sim._io import writable_dir as _writable_dir
 from layer_sim.errors import ConfigError
 from layer_sim.runs.executors import BACKENDS, DEFAULT_BACKEND, DEFAULT_WORKERS
 from layer_sim.store import default_store_path
 
 __all__ = ["Device", "DataDir", "CacheDir", "Seeds", "StoreOption", "WorkersOption", "BackendOption",
-           "RayAddressOption", "DEFAULT_WORKERS", "DEFAULT_BACKEND", "output_option", "parse_seeds", "writable_dir",
-           "store_path", "command_line"]
+           "RayAddressOption", "DEFAULT_WORKERS", "DEFAULT_BACKEND", "PATH", "MAX_SEEDS", "output_option", "parse_seeds",
+           "parse_path", "writable_dir", "store_path", "command_line"]
+
+#: More seeds than any run trains: a longer range is a typo, refused before it is listed.
+MAX_SEEDS = 10_000
+
+
+def parse_path(value: str | Path) -> Path:
+    """A path option's value; an empty one is refused (``Path("")`` would silently mean ``.``)."""
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("the path is empty; give one, e.g. . for the current directory")
+    return Path(value)
+
+
+#: What every path option passes to ``typer.Option``: the parser above, and the usual metavar.
+PATH = {"parser": parse_path, "metavar": "<path>"}
 
 
 def _check_device(value: str | None) -> str | None:
@@ -45,11 +60,12 @@ Device = Annotated[
 ]
 DataDir = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist)."),
+    typer.Option("--data-dir", help="MNIST directory (default $LAYER_SIM_DATA, else ~/.cache/layer_sim/mnist).", **PATH),
 ]
 CacheDir = Annotated[
     Optional[Path],
-    typer.Option("--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints)."),
+    typer.Option("--cache-dir", help="Checkpoint cache (default $LAYER_SIM_CACHE, else ~/.cache/layer_sim/checkpoints).",
+                 **PATH),
 ]
 Seeds = Annotated[str, typer.Option("--seeds", help="Seeds: a range 0-4, a list 0,2,5, or both 0-2,7.")]
 
@@ -57,7 +73,8 @@ Seeds = Annotated[str, typer.Option("--seeds", help="Seeds: a range 0-4, a list 
 
 #: ``--store PATH`` for experiment commands: default ``OUTPUT/results.sqlite`` (see :func:`store_path`).
 StoreOption = Annotated[Optional[Path], typer.Option(
-    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).")]
+    "--store", help="Results store (SQLite) holding every finished unit; a rerun skips them (default OUTPUT/results.sqlite).",
+    **PATH)]
 #: ``--workers N``.
 WorkersOption = Annotated[int, typer.Option(
     "--workers", min=1, help="Units run at once: 1 in this process, N > 1 a pool of N processes (with --backend ray: tasks in flight).")]
@@ -97,7 +114,7 @@ def command_line(ctx: typer.Context) -> list[str]:
 
 def output_option(help: str):
     """The ``--output/-o`` directory option with a command's own description of what goes there."""
-    return typer.Option(..., "--output", "-o", help=help)
+    return typer.Option(..., "--output", "-o", help=help, **PATH)
 
 
 def parse_seeds(spec: str | Sequence[int]) -> list[int]:
@@ -122,29 +139,22 @@ def parse_seeds(spec: str | Sequence[int]) -> list[int]:
                     lo, hi = int(lo), int(hi)
                     if hi < lo:
                         raise ValueError
-                    seeds.extend(range(lo, hi + 1))
                 else:
-                    seeds.append(int(part))
+                    lo = hi = int(part)
             except (TypeError, ValueError):
                 raise ConfigError(
                     f"seeds: cannot parse {part!r} in {spec!r}; use a range like 0-4 or a list like 0,2,5"
                 ) from None
+            if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise ConfigError(f"seeds: {spec!r} names more than {MAX_SEEDS} seeds")
+            seeds.extend(range(lo, hi + 1))
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: need distinct non-negative seeds, got {spec!r}")
     return seeds
 
 
 def writable_dir(path: Path, *, option: str = "--output") -> Path:
-    """Create ``path`` if needed and prove a file can be written in it, before any computing.
-
-    A command that would fail only when it saves its results (minutes or hours later) fails
-    here instead, with the option and the reason.
-
-    Raises
-    ------
-    ConfigError
-        ``path`` (or a parent) is a file, or the directory cannot be created or written in
-        (permission denied, read-only file system, ...).
+    """:func:`layer_sim._io.writable_dir` for a command's option: refuse an unwritable ``path`` before any work.
 
     Examples
     --------
@@ -152,17 +162,6 @@ def writable_dir(path: Path, *, option: str = "--output") -> Path:
     >>> with tempfile.NamedTemporaryFile() as f:
     ...     writable_dir(Path(f.name) / "out")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    layer_sim.errors.ConfigError: --output /tmp/... exists and is not a directory (or a parent of it is a file)
+    layer_sim.errors.ConfigError: --output /tmp/.../out: exists and is not a directory (or a parent of it is a file)
     """
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # A real write, not os.access: access() ignores read-only mounts and ACLs, and says yes to root.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".layer-sim-write-test-"):
-            pass
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"{option} {path}: exists and is not a directory (or a parent of it is a file)") from None
-    except OSError as exc:
-        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-        raise ConfigError(f"{option} {path}: cannot write there ({reason})") from None
-    return path
+    return _writable_dir(path, what=option)

@@ -23,6 +23,7 @@ from layer_sim.cli._shared import (
     store_path,
     writable_dir,
 )
+from layer_sim.errors import ConfigError
 
 __all__ = ["EXAMPLE", "SUMMARY", "gradient_study_command"]
 
@@ -61,7 +62,7 @@ def gradient_study_command(
     from layer_sim.runs import make_executor
     from layer_sim.training import DEFAULT_SPEC
 
-    changes = {"widths": None if widths is None else tuple(int(w) for w in widths.split(",")), "epochs": epochs,
+    changes = {"widths": None if widths is None else _parse_widths(widths), "epochs": epochs,
                "limit_train": limit_train}
     network = DEFAULT_SPEC.replace(**{k: v for k, v in changes.items() if v is not None})
     spec = GradientStudySpec(network, nets=nets, examples=examples, trajectory_seeds=seeds, beta=beta)
@@ -77,3 +78,10 @@ def gradient_study_command(
     accs = [100 * a for a in result.test_accuracies]
     console.print(f"network test accuracy: mean {sum(accs) / len(accs):.2f}%, min {min(accs):.2f}%")
     console.print(f"wrote {len(written)} files under {output}; results store {path}")
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--widths: cannot parse {text!r}; use integers separated by commas, e.g. 784,32,32,10") from None

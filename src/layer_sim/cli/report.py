@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from layer_sim.cli._shared import output_option, writable_dir
+from layer_sim.cli._shared import PATH, output_option, writable_dir
 
 __all__ = ["EXAMPLE", "SUMMARY", "report_command"]
 
@@ -16,7 +16,7 @@ EXAMPLE = "Example: layer-sim report --store results/sanity/results.sqlite --out
 
 
 def report_command(
-    store: Annotated[Path, typer.Option("--store", help="Results store file (SQLite) to report on.")],
+    store: Annotated[Path, typer.Option("--store", help="Results store file (SQLite) to report on.", **PATH)],
     output: Annotated[Path, output_option("Directory for report.html (self-contained), report.md and figures/.")],
 ) -> None:
     """Write OUTPUT/report.html, one self-contained page (figures embedded, no network needed), and OUTPUT/report.md with its figures in OUTPUT/figures/.

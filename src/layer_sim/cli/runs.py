@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from layer_sim.cli._shared import PATH
 from layer_sim.store import STATUSES, Store
 
 __all__ = ["runs_app"]
@@ -29,7 +30,7 @@ runs_app = typer.Typer(name="runs", help="Inspect and export a results store: li
 #: Leading hex digits of a key shown by ``runs list`` (``runs show`` takes any unambiguous prefix).
 KEY_SHOWN = 12
 
-_StoreArg = Annotated[Path, typer.Option("--store", help="Results store file (SQLite).")]
+_StoreArg = Annotated[Path, typer.Option("--store", help="Results store file (SQLite).", **PATH)]
 
 
 @runs_app.callback()
@@ -130,7 +131,7 @@ def show_cmd(
 @runs_app.command("export", epilog=EXPORT_EXAMPLE)
 def export_cmd(
     store: _StoreArg,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for runs, metrics, histories, artefacts and meta files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for runs, metrics, histories, artefacts and meta files.", **PATH)],
     format: Annotated[Literal["csv", "parquet"], typer.Option("--format", help="csv, or parquet (needs pyarrow).")] = "csv",
 ) -> None:
     """Export every table of a store as CSV or Parquet files (histories expanded to one column per field).

@@ -23,6 +23,7 @@ from layer_sim.cli._shared import (
     store_path,
     writable_dir,
 )
+from layer_sim.errors import ConfigError
 
 __all__ = ["EXAMPLE", "SUMMARY", "train_command"]
 
@@ -30,12 +31,23 @@ SUMMARY = "Train the default MLP from several seeds; t-test of mean test accurac
 EXAMPLE = "Example: layer-sim train --seeds 0-4 --output runs/default --workers 2"
 
 
+def _check_threshold(value: float) -> float:
+    # Here, not only in train_seeds: click's FloatRange lets NaN through, and this runs before
+    # --output is touched.
+    from layer_sim.experiments.seeds import THRESHOLD
+
+    try:
+        return THRESHOLD.check("--threshold", value)
+    except ConfigError:
+        raise ConfigError(f"--threshold must be a finite number in [0, 1], got {value!r}") from None
+
+
 def train_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for summary.json, the store and the checkpoints, <key>/seed-<k>/ (reused if they match).")],
     seeds: Seeds = "0-4",
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: the default config's).")] = None,
-    threshold: Annotated[float, typer.Option("--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold.")] = 0.98,
+    threshold: Annotated[float, typer.Option("--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold.", callback=_check_threshold)] = 0.98,
     device: Device = None,
     data_dir: DataDir = None,
     store: StoreOption = None,
@@ -78,7 +90,7 @@ def train_command(
         table.add_row(f"{100 * s.confidence:.0f}% CI", f"[{100 * s.ci_low:.2f}, {100 * s.ci_high:.2f}]", "")
     console.print(table)
     if s is None:
-        console.print("no t-test: it needs at least two seeds with differing accuracies")
+        console.print("no t-test: it needs at least two seeds with finite, differing accuracies")
     else:
         verdict = "reject H0" if s.p_value < 0.05 else "cannot reject H0"
         console.print(f"one-sided t-test, H0: mean <= {s.threshold:g}: t = {s.t:.3f}, df = {s.df}, "

@@ -16,7 +16,7 @@ import torch
 
 from layer_sim import settings
 from layer_sim._io import atomic_write
-from layer_sim._options import Int, check
+from layer_sim._options import Flag, Int, check, strict_signature
 from layer_sim.errors import ConfigError, DataError
 
 __all__ = ["load_mnist", "digit_pair", "mnist_dir", "FILES", "SHA256", "MIRRORS"]
@@ -49,6 +49,7 @@ _MAGIC = {"images": 2051, "labels": 2049}  # IDX: 0x0000 08 (ubyte) 03 / 01 (num
 _ENV = settings.DATA_ENV
 
 
+@strict_signature
 def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The directory MNIST is read from (and downloaded into).
 
@@ -58,6 +59,7 @@ def mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return settings.data_dir(data_dir)
 
 
+@strict_signature
 def load_mnist(
     split: str = "train",
     data_dir: str | os.PathLike | None = None,
@@ -100,9 +102,12 @@ def load_mnist(
     Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document
     recognition. Proc. IEEE 86(11), 1998. IDX format: http://yann.lecun.com/exdb/mnist/
     """
-    if split not in FILES:
+    if not isinstance(split, str) or split not in FILES:
         raise ConfigError(f"load_mnist: unknown split {split!r}; choose 'train' or 'test'")
+    download = check("load_mnist", "download", Flag(), download)
     root = mnist_dir(data_dir)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"MNIST: the data directory {root} is a file, not a directory")
     img_stem, lbl_stem = FILES[split]
     img_path = _locate(root, img_stem, download=download)
     lbl_path = _locate(root, lbl_stem, download=download)
@@ -120,6 +125,7 @@ def load_mnist(
     return x, y
 
 
+@strict_signature
 def digit_pair(
     a: int,
     b: int,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layer_sim._options import Choice, Int, Maybe, check, check_options
+from layer_sim._options import Choice, Int, Maybe, check, check_options, strict_signature
 from layer_sim.errors import ConfigError, InputError, UnknownNameError
 
 __all__ = [
@@ -107,6 +107,7 @@ class MSEOneHot(Loss):
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (CrossEntropy, MSEOneHot)}
 
 
+@strict_signature
 def get_loss(name: str | Loss) -> Loss:
     """The loss called ``name`` (a :class:`Loss` passes through)."""
     if isinstance(name, Loss):
@@ -122,6 +123,7 @@ def accuracy(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=-1) == labels).sum()
 
 
+@strict_signature
 @dataclass(frozen=True, eq=False)
 class Task:
     """Inputs and integer labels for training and testing, with the loss to train on.
@@ -204,6 +206,7 @@ def _check_split(where: str, split: str, data, num_classes: int) -> tuple[torch.
 # ----------------------------------------------------------------------------- named tasks
 
 
+@strict_signature
 def mnist_task(*, data_dir=None, limit_train: int | None = None, loss: str | Loss = "cross_entropy") -> Task:
     """MNIST digit classification (10 classes) as a :class:`Task`, from :func:`~layer_sim.data.load_mnist`.
 
@@ -234,6 +237,7 @@ def mnist_task(*, data_dir=None, limit_train: int | None = None, loss: str | Los
     return Task("mnist", (x, y), load_mnist("test", data_dir), 10, loss)
 
 
+@strict_signature
 def digit_pair_task(a: int, b: int, *, data_dir=None, limit_train: int | None = None,
                     loss: str | Loss = "mse_one_hot") -> Task:
     """Two MNIST digits as a two-class :class:`Task`: label 0 for digit ``a``, 1 for digit ``b``.
@@ -280,6 +284,7 @@ def digit_pair_task(a: int, b: int, *, data_dir=None, limit_train: int | None = 
 TASKS: dict[str, Callable[..., Task]] = {"mnist": mnist_task}
 
 
+@strict_signature
 @dataclass(frozen=True)
 class TaskSpec:
     """What names a task without its tensors: a builder in :data:`TASKS`, a loss, a training subset.

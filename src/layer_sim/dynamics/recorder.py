@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from layer_sim._options import Int, Maybe, check_options
+from layer_sim._options import Int, Maybe, check_options, strict_signature
 from layer_sim.errors import ConfigError, DegenerateInputError, InputError
 from layer_sim.measures import Measure, StreamingLinearCKA, get
 from layer_sim.representations import OUTPUT, extract, iter_representations
@@ -41,6 +41,7 @@ BATCH = "batch"
 _DECLARED = {"every": Int(1), "probe_every": Int(1), "probe_batch_size": Int(1)}
 
 
+@strict_signature
 def one_hot_targets(labels: torch.Tensor, num_classes: int, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The one-hot targets ``Y`` (n × ``num_classes``) of integer ``labels``, on the labels' device.
 
@@ -54,6 +55,7 @@ def one_hot_targets(labels: torch.Tensor, num_classes: int, *, dtype: torch.dtyp
     return nn.functional.one_hot(labels, num_classes).to(dtype)
 
 
+@strict_signature
 def probe_sets(task, *, size: int | None = None, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fixed probe sets of a task: ``{"train": ..., "test": ...}``, each an ``(inputs, labels)`` pair.
 
@@ -84,6 +86,7 @@ def probe_sets(task, *, size: int | None = None, seed: int = 0) -> dict[str, tup
     return out
 
 
+@strict_signature
 class AlignmentRecorder:
     r"""Trainer callback recording the alignment of layers with the targets during training.
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from layer_sim._options import Flag, Int, Maybe, Real, check_options
+from layer_sim._options import Flag, Int, Maybe, Real, check_options, strict_signature
 from layer_sim.errors import ConfigError, UnknownNameError
 from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
 from layer_sim.runs import Unit, UnitResult, unit_kind
@@ -117,6 +117,7 @@ _DECLARED = {
 }
 
 
+@strict_signature
 @dataclass(frozen=True)
 class CorrelationRun:
     """One network of the design: its hyperparameters, seed and training length (a unit spec).
@@ -164,6 +165,7 @@ class CorrelationRun:
                 "lr": self.lr, "momentum": self.momentum}  # fmt: skip
 
 
+@strict_signature
 def correlation_design(*, full: bool = False, replicates: int | None = None, epochs: int | None = None,
                        limit_train: int | None | str = "default", probe_size: int = 5000,
                        runs: int | None = None) -> list[CorrelationRun]:  # fmt: skip
@@ -196,6 +198,7 @@ def correlation_design(*, full: bool = False, replicates: int | None = None, epo
     return design
 
 
+@strict_signature
 @unit_kind(CORRELATION_KIND)
 def correlation_unit(spec: dict, context) -> UnitResult:
     """Unit function of :data:`CORRELATION_KIND`: train one network, then CKA of every layer on the probes.
@@ -262,6 +265,7 @@ class CorrelationResult:
 NAME = "dynamics-correlations"
 
 
+@strict_signature
 @dataclass(frozen=True)
 class CorrelationSpec:
     """What a correlation study runs: its :class:`CorrelationRun` s, and the bootstrap of its intervals.
@@ -295,11 +299,13 @@ class CorrelationSpec:
         return cls(tuple(CorrelationRun.from_spec(r) for r in d["runs"]), d["n_boot"], d["seed"])
 
 
+@strict_signature
 def plan(spec: CorrelationSpec) -> list[list[Unit]]:
     """One stage: a :data:`CORRELATION_KIND` unit per run."""
     return [[Unit(CORRELATION_KIND, r.to_spec()) for r in spec.runs]]
 
 
+@strict_signature
 def collect(store, spec: CorrelationSpec) -> CorrelationResult:
     """The runs' outcomes read back from ``store`` and the correlation table over them (``summary`` None).
 
@@ -332,6 +338,7 @@ def collect(store, spec: CorrelationSpec) -> CorrelationResult:
 CORRELATIONS = register_experiment(Experiment(NAME, CorrelationSpec.from_dict, plan, collect))
 
 
+@strict_signature
 def correlation_study(runs: Sequence[CorrelationRun], store, executor=None, *, n_boot: int = 2000, seed: int = 0,
                       command: Sequence[str] | None = None, device: str = "cpu", progress: bool | None = None,
                       log: Callable[[str], Any] | None = None) -> CorrelationResult:  # fmt: skip

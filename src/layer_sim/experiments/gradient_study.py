@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from layer_sim._options import Int, Real, check_options
+from layer_sim._options import Int, Real, check_options, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, layer_identification
 from layer_sim.data.tasks import get_loss
 from layer_sim.errors import ConfigError, DataError
@@ -69,6 +69,7 @@ KIND_IDENTIFICATION = "gradient_study.identification"
 KIND_CURVES = "gradient_study.curves"
 
 
+@strict_signature
 @dataclass(frozen=True)
 class Index:
     """One row of the table: a display label, a registry measure with parameters, the objective
@@ -105,6 +106,7 @@ CURVE_INDEXES: tuple[Index, ...] = (INDEXES[0], INDEXES[3], INDEXES[4])
 _DECLARED = {"nets": Int(3), "examples": Int(4, 10_000), "beta": Real(0.0, None)}
 
 
+@strict_signature
 @dataclass(frozen=True)
 class GradientStudySpec:
     """What a gradient study runs: the networks, how many, on how many test images.
@@ -175,6 +177,7 @@ def _curves_unit(spec: GradientStudySpec) -> Unit:
                               "trajectories": trajectories, "indexes": [i.to_dict() for i in CURVE_INDEXES]})  # fmt: skip
 
 
+@strict_signature
 def plan(spec: GradientStudySpec) -> list[list[Unit]]:
     """Stage 1: the N networks (the sanity check's ``network.ensemble`` unit, reusing the cache) and
     one trajectory unit per seed; stage 2: one identification unit per index and one unit for the curves."""
@@ -207,6 +210,7 @@ def _representations(model, probe, objective):
     return extract(model, probe, gradients=True, objective=objective)
 
 
+@strict_signature
 class EpochCheckpoints:
     """Trainer callback: the model after every epoch, saved as ``<directory>/epoch-<k>/`` (a checkpoint)."""
 
@@ -349,6 +353,7 @@ class GradientStudyResult:
         return out
 
 
+@strict_signature
 def collect(store: Store, spec: GradientStudySpec) -> GradientStudyResult:
     """The study's result from a store in which every planned unit is done (read only).
 
@@ -392,6 +397,7 @@ def _identification(index: Index, path, metrics) -> LayerIdentification:
 GRADIENT_STUDY = register_experiment(Experiment(NAME, GradientStudySpec.from_dict, plan, collect))
 
 
+@strict_signature
 def run_gradient_study(
     spec: GradientStudySpec | None = None,
     store: Store | str | os.PathLike | None = None,

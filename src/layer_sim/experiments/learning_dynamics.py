@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from layer_sim._io import atomic_write
-from layer_sim._options import Choice, Int, Maybe, Real, check_options
+from layer_sim._options import Choice, Int, Maybe, Real, check_options, strict_signature
 from layer_sim.errors import ConfigError, UnknownNameError
 from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
 from layer_sim.runs import Unit, UnitResult, unit_kind
@@ -102,6 +102,7 @@ _DECLARED = {
 }
 
 
+@strict_signature
 def report_recipe(lr: float, readout_lr: float, *, epochs: int = REPORT_EPOCHS, batch_size: int = 200):
     """S2's optimiser: plain SGD at ``lr`` (hidden layer) and ``readout_lr`` (readout), constant, batches of 200.
 
@@ -117,6 +118,7 @@ def report_recipe(lr: float, readout_lr: float, *, epochs: int = REPORT_EPOCHS, 
                   batch_size=batch_size, epochs=epochs, schedule="constant", warmup_epochs=0.0, shift=0)  # fmt: skip
 
 
+@strict_signature
 def report_model(*, hidden: int = 2000, seed: int):
     """S2's network ``784 → hidden (ReLU) → 2``, drawn as ``nn.Linear`` draws its default initialisation.
 
@@ -130,6 +132,7 @@ def report_model(*, hidden: int = 2000, seed: int):
     return MLP((784, hidden, 2), seed=seed)
 
 
+@strict_signature
 @dataclass(frozen=True)
 class PairRun:
     """One configuration of the study with one seed: what a unit of a sweep trains.
@@ -269,6 +272,7 @@ class _Snapshots:
             self.save(state.model, state.epoch)
 
 
+@strict_signature
 def run_pair(run: PairRun, *, data_dir=None, device=None, snapshot_dir=None, task=None,
              progress: bool | None = None) -> PairRunResult:  # fmt: skip
     """Train one configuration with the alignment recorder; returns every epoch's values.
@@ -376,6 +380,7 @@ DEFAULT_SWEEP_EPOCHS = 10
 FULL_EPOCHS_PROBE_EVERY = 10
 
 
+@strict_signature
 @unit_kind(PAIR_KIND)
 def pair_unit(spec: dict, context) -> UnitResult:
     """Unit function of :data:`PAIR_KIND`: train ``PairRun.from_spec(spec)``, keep its epochs and artefacts.
@@ -403,6 +408,7 @@ def pair_unit(spec: dict, context) -> UnitResult:
     return UnitResult(metrics=metrics, histories={"epochs": list(result.epochs)}, artefacts=artefacts)
 
 
+@strict_signature
 def sweep_runs(*, pairs: Sequence[Sequence[int]] = REPORT_PAIRS, rates: Sequence[Sequence[float]] = REPORT_RATES,
                seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None, full: bool = False,
                **fields) -> list[PairRun]:  # fmt: skip
@@ -469,6 +475,7 @@ class StudyResult:
 NAME = "dynamics"
 
 
+@strict_signature
 @dataclass(frozen=True)
 class DynamicsSpec:
     """What a dynamics experiment trains: its :class:`PairRun` s (one configuration's seeds, or a sweep's grid).
@@ -499,11 +506,13 @@ class DynamicsSpec:
         return cls(tuple(PairRun.from_spec(r) for r in d["runs"]))
 
 
+@strict_signature
 def plan(spec: DynamicsSpec) -> list[list[Unit]]:
     """One stage: a :data:`PAIR_KIND` unit per run (independent of each other)."""
     return [[Unit(PAIR_KIND, r.to_spec()) for r in spec.runs]]
 
 
+@strict_signature
 def collect(store, spec: DynamicsSpec) -> StudyResult:
     """Every run of ``spec`` read back from ``store`` (read only; ``summary`` None).
 
@@ -528,6 +537,7 @@ def collect(store, spec: DynamicsSpec) -> StudyResult:
 DYNAMICS = register_experiment(Experiment(NAME, DynamicsSpec.from_dict, plan, collect))
 
 
+@strict_signature
 def study(runs: Sequence[PairRun], store, executor=None, *, command: Sequence[str] | None = None,
           device: str = "cpu", progress: bool | None = None, log: LogFn | None = None) -> StudyResult:  # fmt: skip
     """Run every :class:`PairRun` not yet done in the results ``store`` as the experiment :data:`NAME`, then read them all back.
@@ -565,6 +575,7 @@ def _none_if_nan(v):
 SNAPSHOT_COLUMNS = ("pair", "lr", "readout_lr", "seed", "epoch", "layer", "value")
 
 
+@strict_signature
 def snapshot_alignment(store, *, device=None, progress: bool | None = None, log: LogFn | None = None) -> list[dict]:
     """Linear CKA of every layer with the targets over the whole training subset, for every saved snapshot.
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layer_sim import measures
-from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check
+from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check, strict_signature
 from layer_sim.data.tasks import TaskSpec
 from layer_sim.errors import ConfigError, DegenerateInputError
 from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
@@ -78,6 +78,7 @@ NAME = "pruning-study"
 IMP_KIND, COMPARE_KIND = "pruning.imp", "pruning.compare"
 
 
+@strict_signature
 @dataclass(frozen=True)
 class StudyMeasure:
     """An index of the study: registry name and parameters, display label, and which layout it reads."""
@@ -102,6 +103,7 @@ MEASURES: dict[str, StudyMeasure] = {
 CCA_LAYOUTS = ("channels", "spatial_mean", "flatten")
 
 
+@strict_signature
 def study_recipe(epochs: int) -> Recipe:
     """The original layer_sim's recipe (:data:`~layer_sim.training.recipe.S1_RECIPE`) over ``epochs`` epochs.
 
@@ -121,6 +123,7 @@ def study_recipe(epochs: int) -> Recipe:
     return dataclasses.replace(S1_RECIPE, epochs=epochs, milestones=marks)
 
 
+@strict_signature
 @dataclass(frozen=True)
 class PruningStudySpec:
     """What the study runs. The defaults fit the time budget; ``full()`` is the original recipe.
@@ -307,6 +310,7 @@ class PruningStudyResult:
 # ----------------------------------------------------------------------------- planning
 
 
+@strict_signature
 def plan(spec: PruningStudySpec) -> list[list[Unit]]:
     """The three stages: complete networks; IMP chains and noise floor; pruned comparisons.
 
@@ -345,6 +349,7 @@ def _chain(unit: dict, seed: int, iterations: int, context: UnitContext):
                cache_dir=context.cache_dir, data_dir=context.data_dir, device=context.device, progress=False)  # fmt: skip
 
 
+@strict_signature
 @unit_kind(IMP_KIND)
 def imp_unit(unit: dict, context: UnitContext) -> UnitResult:
     """Unit ``pruning.imp``: one seed's IMP chain (trained, or loaded from the checkpoint cache).
@@ -362,6 +367,7 @@ def imp_unit(unit: dict, context: UnitContext) -> UnitResult:
                       histories={"networks": [r.record() for r in nets], "parameters": params})  # fmt: skip
 
 
+@strict_signature
 @unit_kind(COMPARE_KIND)
 def compare_unit(unit: dict, context: UnitContext) -> UnitResult:
     """Unit ``pruning.compare``: every layer of two networks under every index; history ``similarities``.
@@ -439,6 +445,7 @@ def _rows(store: Store, record, name: str, cls) -> list:
             for rec in store.history(record.key, name).to_dict("records")]  # fmt: skip
 
 
+@strict_signature
 def collect(store: Store, spec: PruningStudySpec) -> PruningStudyResult:
     """The :class:`PruningStudyResult` of ``spec``, read from ``store`` (never recomputed).
 
@@ -469,6 +476,7 @@ def collect(store: Store, spec: PruningStudySpec) -> PruningStudyResult:
 PRUNING_STUDY = register_experiment(Experiment(NAME, PruningStudySpec.from_dict, plan, collect))
 
 
+@strict_signature
 def pruning_study(
     spec: PruningStudySpec | None = None,
     *,

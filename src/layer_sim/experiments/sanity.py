@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from layer_sim import settings
+from layer_sim._options import Int, check, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix
 from layer_sim.errors import ConfigError, DataError
 from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
@@ -124,13 +125,19 @@ FULL_ARCHITECTURES: dict[str, tuple[int, ...]] = {
 
 DEFAULT_NETS, DEFAULT_EXAMPLES = 5, 2000
 FULL_NETS, FULL_EXAMPLES = 10, 3000
+#: More networks than any such study trains: a larger --nets is a typo, refused before any work.
+MAX_NETS = 1000
+#: More networks than any such study trains: a larger --nets is a typo, refused before any work.
+MAX_NETS = 1000
 
 
+@strict_signature
 def default_cache_dir() -> Path:
     """``$LAYER_SIM_CACHE`` if set, else ``~/.cache/layer_sim/checkpoints``."""
     return settings.cache_dir()
 
 
+@strict_signature
 @dataclass(frozen=True)
 class SanityCheckSpec:
     """What a sanity check computes: the networks, the probe size, the indexes, the other architectures.
@@ -163,8 +170,7 @@ class SanityCheckSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkSpec):
             raise ConfigError(f"sanity_check: network must be a NetworkSpec, got {type(self.network).__name__}")
-        if isinstance(self.nets, bool) or not isinstance(self.nets, int) or self.nets < 2:
-            raise ConfigError(f"sanity_check: nets must be an integer >= 2, got {self.nets!r}")
+        check("sanity_check", "nets", Int(2, MAX_NETS), self.nets)
         rows = tuple(self.rows)
         if not rows or not all(isinstance(r, Row) for r in rows):
             raise ConfigError(f"sanity_check: rows must be a non-empty sequence of Row, got {self.rows!r}")
@@ -305,6 +311,7 @@ class SanityCheckResult:
 # ---------------------------------------------------------------------------- planning
 
 
+@strict_signature
 def plan(spec: SanityCheckSpec) -> list[list[Unit]]:
     """Stage 1: the networks (an ensemble unit, one unit per other architecture); stage 2: one unit per index and other architecture.
 
@@ -420,6 +427,7 @@ def _identification(path: Path) -> LayerIdentification:
                                data["jackknife"], meta["stderr"])
 
 
+@strict_signature
 def collect(store: Store, spec: SanityCheckSpec) -> SanityCheckResult:
     """The :class:`SanityCheckResult` of ``spec``, read from ``store`` and the artefact files it names.
 
@@ -460,6 +468,7 @@ def collect(store: Store, spec: SanityCheckSpec) -> SanityCheckResult:
 SANITY_CHECK = register_experiment(Experiment(NAME, SanityCheckSpec.from_dict, plan, collect))
 
 
+@strict_signature
 def sanity_check(
     *,
     store: Store | str | os.PathLike,

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from layer_sim._options import Int, Real, check
+from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError
 from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import network_unit
@@ -24,12 +24,16 @@ from layer_sim.training.spec import DEFAULT_SPEC, NetworkSpec
 if TYPE_CHECKING:
     from layer_sim.analysis.stats import SeedSummary
 
-__all__ = ["NAME", "SeedsSpec", "SeedsResult", "plan", "collect", "SEEDS", "train_seeds"]
+__all__ = ["NAME", "SeedsSpec", "SeedsResult", "plan", "collect", "SEEDS", "train_seeds", "THRESHOLD"]
+
+#: What the threshold of the t-test may be: an accuracy.
+THRESHOLD = Real(0, 1)
 
 #: Registered name of the experiment (the store's ``experiments`` table, the report section).
 NAME = "train"
 
 
+@strict_signature
 @dataclass(frozen=True)
 class SeedsSpec:
     """One network trained from several seeds, and the threshold of the one-sided t-test.
@@ -55,7 +59,7 @@ class SeedsSpec:
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"train_seeds: seeds must be distinct, got {list(seeds)}")
         object.__setattr__(self, "seeds", seeds)
-        object.__setattr__(self, "threshold", check("train_seeds", "threshold", Real(0, 1), self.threshold))
+        object.__setattr__(self, "threshold", check("train_seeds", "threshold", THRESHOLD, self.threshold))
 
     def to_dict(self) -> dict[str, Any]:
         return {"network": self.network.to_dict(), "seeds": list(self.seeds), "threshold": self.threshold}
@@ -85,7 +89,7 @@ class SeedsResult:
         d: dict[str, Any] = {
             "seeds": self.seeds,
             "test_accuracy": [_finite(a) for a in self.test_accuracy],
-            "train_seconds": self.train_seconds,
+            "train_seconds": [_finite(s) for s in self.train_seconds],
             "reused": self.reused,
             "spec": self.spec.to_dict(),
             "key": self.spec.key(),
@@ -97,11 +101,13 @@ class SeedsResult:
         return d
 
 
+@strict_signature
 def plan(spec: SeedsSpec) -> list[list[Unit]]:
     """One stage: a ``network.train`` unit per seed."""
     return [[network_unit(spec.network, s) for s in spec.seeds]]
 
 
+@strict_signature
 def collect(store: Store, spec: SeedsSpec) -> SeedsResult:
     r"""Per-seed accuracies from ``store`` and their statistics (:func:`layer_sim.analysis.stats.summarize`).
 
@@ -113,8 +119,10 @@ def collect(store: Store, spec: SeedsSpec) -> SeedsResult:
     records = done_runs(store, plan(spec)[0], what="train")
     accs = [r.metrics["test_accuracy"] for r in records]
     histories = [store.history(r.key, "train").to_dict("records") if r.histories.get("train") else [] for r in records]
-    # A t-test needs two differing values; report None rather than failing after training.
-    summary = summarize(accs, threshold=spec.threshold) if len(set(accs)) > 1 else None
+    # A t-test needs two differing, finite values (a task without a test split has NaN accuracy);
+    # report None rather than failing after training.
+    testable = len(set(accs)) > 1 and all(math.isfinite(a) for a in accs)
+    summary = summarize(accs, threshold=spec.threshold) if testable else None
     return SeedsResult(spec.network, list(spec.seeds), accs, [r.metrics["train_seconds"] for r in records],
                        [bool(r.metrics["reused"]) for r in records], summary, histories)
 
@@ -123,6 +131,7 @@ def collect(store: Store, spec: SeedsSpec) -> SeedsResult:
 SEEDS = register_experiment(Experiment(NAME, SeedsSpec.from_dict, plan, collect))
 
 
+@strict_signature
 def train_seeds(
     seeds: Sequence[int],
     *,

@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from layer_sim._options import Choice, Real, check
+from layer_sim._options import Choice, Real, check, strict_signature
 from layer_sim.measures._features import CONSTANT, centred, degenerate_error
 from layer_sim.measures._linalg import SVDState, svd_state
 from layer_sim.measures._registry import Measure, get, register
@@ -189,6 +189,7 @@ def _procrustes() -> Measure:
 # --- public functions -----------------------------------------------------------------------
 
 
+@strict_signature
 def canonical_correlations(x, y):
     """Canonical correlations of two representations of the same examples.
 
@@ -250,6 +251,7 @@ def canonical_correlations(x, y):
     return rho.detach().cpu().numpy() if numpy_out else rho
 
 
+@strict_signature
 def cca(x, y, *, statistic: str = "rho"):
     r"""Mean canonical correlation (or mean squared, ``R^2_CCA``) of two representations.
 
@@ -300,6 +302,7 @@ def cca(x, y, *, statistic: str = "rho"):
     return get(f"cca_{check('cca', 'statistic', STATISTIC, statistic)}")(x, y)
 
 
+@strict_signature
 def svcca(x, y, *, variance: float = 0.99, statistic: str = "rho"):
     r"""SVCCA: CCA between the top singular directions of each representation.
 
@@ -350,6 +353,7 @@ def svcca(x, y, *, variance: float = 0.99, statistic: str = "rho"):
     return get(name, variance=check("svcca", "variance", VARIANCE, variance))(x, y)
 
 
+@strict_signature
 def pwcca(x, y):
     r"""Projection-weighted CCA (PWCCA) of ``x`` with respect to ``y``; not symmetric.
 
@@ -408,6 +412,7 @@ def pwcca(x, y):
     return get("pwcca")(x, y)
 
 
+@strict_signature
 def linear_regression(x, y):
     r"""Share of ``y``'s variance explained by a least-squares linear fit from ``x``.
 
@@ -449,6 +454,7 @@ def linear_regression(x, y):
     return get("linear_regression")(x, y)
 
 
+@strict_signature
 def procrustes(x, y):
     r"""Orthogonal Procrustes similarity of two representations.
 

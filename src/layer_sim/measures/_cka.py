@@ -21,7 +21,7 @@ from functools import partial
 
 import torch
 
-from layer_sim._options import Choice, Flag, Int, Maybe, check
+from layer_sim._options import Choice, Flag, Int, Maybe, check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures import _hsic as core
 from layer_sim.measures import kernels as k
@@ -65,6 +65,7 @@ KERNELS = ("linear", "rbf")
 # --------------------------------------------------------------------------- public functions
 
 
+@strict_signature
 def linear_cka(x, y, *, debiased: bool = False):
     r"""Linear centered kernel alignment (Kornblith et al. 2019).
 
@@ -147,6 +148,7 @@ def linear_cka(x, y, *, debiased: bool = False):
     return get("linear_cka_debiased" if debiased else "linear_cka")(x, y)
 
 
+@strict_signature
 def linear_hsic(x, y):
     r"""Unnormalised linear HSIC (Gretton et al. 2005), the "linear HSIC" of Kornblith et al. (2019), Table 2.
 
@@ -189,6 +191,7 @@ def linear_hsic(x, y):
     return get("linear_hsic")(x, y)
 
 
+@strict_signature
 def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int | None = None):
     r"""CKA with Gaussian (RBF) kernels, bandwidth a multiple of the median distance (Kornblith et al. 2019).
 
@@ -268,6 +271,7 @@ def rbf_cka(x, y, *, sigma: float = 0.8, debiased: bool = False, block_size: int
     return get("rbf_cka", sigma=sigma, debiased=debiased, block_size=block_size)(x, y)
 
 
+@strict_signature
 def minibatch_cka(x, y, *, kernel: str = "linear", sigma: float = 0.8, batch_size: int, seed: int = 0):
     r"""Minibatch CKA of Nguyen, Raghu & Kornblith (2021): unbiased HSIC_1 averaged over minibatches.
 
@@ -324,6 +328,7 @@ def minibatch_cka(x, y, *, kernel: str = "linear", sigma: float = 0.8, batch_siz
 # --------------------------------------------------------------------------- CKA on Gram matrices
 
 
+@strict_signature
 def gram_cka(K, L, *, debiased: bool = False):
     r"""CKA of two given kernel (Gram) matrices of the same examples.
 

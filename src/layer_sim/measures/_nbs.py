@@ -30,6 +30,7 @@ from functools import partial
 
 import torch
 
+from layer_sim._options import strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures import kernels as k
 from layer_sim.measures._features import CONSTANT, centred, degenerate_error, is_constant, ldexp, scale_exponent
@@ -75,6 +76,7 @@ def factor_of_gram(kc: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- Gram matrices
 
 
+@strict_signature
 def gram_nbs(K, L):
     r"""Normalised Bures similarity of two given kernel (Gram) matrices of the same examples.
 
@@ -177,6 +179,7 @@ def _nbs_factory() -> Measure:
     return Measure(name="nbs", prepare_fn=_nbs_state, score_fn=partial(_nbs_score, name="nbs"), symmetric=True, min_n=2)
 
 
+@strict_signature
 def nbs(x, y):
     r"""Normalised Bures similarity of two representations with linear kernels (Tang et al. 2020).
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from layer_sim._options import Spec, check_options
+from layer_sim._options import Spec, check_options, strict_signature
 from layer_sim.errors import ConfigError, InputError, UnknownNameError
 from layer_sim.measures._validation import as_matrix, check_rows, is_numpy_pair, to_output
 
@@ -43,6 +43,7 @@ REQUIRED = _Required()
 _JSON_SCALARS = (bool, int, float, str, type(None))
 
 
+@strict_signature
 @dataclass(frozen=True, init=False)
 class MeasureSpec:
     """A measure by name and parameters: ``MeasureSpec("rbf_cka", {"sigma": 0.4, ...})``.
@@ -206,6 +207,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
+@strict_signature
 def register(name: str, **options: tuple[Spec, Any]) -> Callable[[Callable[..., Measure]], Callable[..., Measure]]:
     """Decorator: register a factory ``(**params) -> Measure`` under ``name``.
 
@@ -224,11 +226,13 @@ def register(name: str, **options: tuple[Spec, Any]) -> Callable[[Callable[..., 
     return deco
 
 
+@strict_signature
 def available() -> list[str]:
     """Names accepted by :func:`get`, in registration order."""
     return list(_REGISTRY)
 
 
+@strict_signature
 def options(name: str) -> dict[str, Any]:
     """The declared parameters of measure ``name`` and their defaults (``REQUIRED`` if none)."""
     return {k: default for k, (_, default) in _lookup(name).options.items()}
@@ -246,6 +250,7 @@ def _lookup(name) -> _Entry:
         raise UnknownNameError(f"unknown measure {name!r}; available: {', '.join(available())}") from None
 
 
+@strict_signature
 def get(name: str | MeasureSpec | Measure, **params) -> Measure:
     """The measure called ``name`` with keyword ``params`` bound (a ``Measure`` passes through).
 

@@ -6,12 +6,13 @@ Input rules (every violation is an :class:`~layer_sim.errors.InputError` naming 
   rows are examples, higher-rank inputs are flattened per example, rank 1 is refused.
 - Sparse torch tensors (COO, CSR, CSC, BSR, BSC) and ``scipy.sparse`` matrices are refused with
   the fix (``.to_dense()`` / ``.toarray()``): every index needs the dense values, and densifying
-  silently could exhaust memory.
+  silently could exhaust memory. Quantized tensors (fix: ``.dequantize()``), nested tensors and
+  tensors on the ``meta`` device (no values) are refused too.
 - ``np.longdouble`` is accepted by converting to float64 (the accumulation dtype), and refused
   if a value lies outside float64's range (it would become inf or 0).
 - NumPy masked arrays are refused unless no element is masked (the mask would otherwise be
   dropped silently); an unmasked one is used as its data.
-- Non-numeric (strings, objects, dates), complex, NaN/Inf, too few rows, no columns.
+- Non-numeric (strings, objects, dates, durations), complex, NaN/Inf, too few rows, no columns.
 """
 
 from __future__ import annotations
@@ -38,11 +39,20 @@ def _is_scipy_sparse(x) -> bool:
 def _to_tensor(x, name: str, fn: str) -> torch.Tensor:
     """``x`` as a strided tensor (no copy when possible), refusing what cannot be used as is."""
     if isinstance(x, torch.Tensor):
+        if x.is_nested:
+            raise InputError(f"{fn}: {name} is a nested tensor; the indexes need one (n, p) matrix: pad or stack it")
         if x.layout != torch.strided:
             raise InputError(
                 f"{fn}: {name} is a sparse tensor (layout {x.layout}); the indexes need dense values: "
                 f"pass {name}.to_dense()"
             )
+        if x.is_quantized:
+            raise InputError(
+                f"{fn}: {name} is a quantized tensor ({x.dtype}); the indexes need real values: "
+                f"pass {name}.dequantize()"
+            )
+        if x.is_meta:
+            raise InputError(f"{fn}: {name} is on the meta device, which holds shapes but no values")
         return x
     if _is_scipy_sparse(x):
         raise InputError(
@@ -61,12 +71,16 @@ def _to_tensor(x, name: str, fn: str) -> torch.Tensor:
         arr = np.asarray(x)
     except Exception as exc:
         raise InputError(f"{fn}: {name} is not array-like ({type(x).__name__}): {exc}") from exc
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    # timedelta64 counts as a NumPy number (a signed integer), but durations are not features.
+    if arr.dtype == object or np.issubdtype(arr.dtype, np.timedelta64) or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+    ):
         raise InputError(f"{fn}: {name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise InputError(f"{fn}: {name} must be real, got complex dtype {arr.dtype}")
     if arr.dtype == np.longdouble and np.longdouble != np.float64:
-        converted = arr.astype(np.float64)
+        with np.errstate(over="ignore", under="ignore"):  # counted below and refused in one message
+            converted = arr.astype(np.float64)
         lost = np.count_nonzero(~np.isfinite(converted)) - np.count_nonzero(~np.isfinite(arr))
         lost += np.count_nonzero(arr) - np.count_nonzero(converted)
         if lost:
@@ -75,7 +89,8 @@ def _to_tensor(x, name: str, fn: str) -> torch.Tensor:
                 "(they would become inf or 0); the indexes compute in float64: rescale the input"
             )
         arr = converted
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    # ascontiguousarray makes a 0-d array 1-d, and the shape error would then misreport it.
+    return torch.from_numpy(np.ascontiguousarray(arr) if arr.ndim else arr)
 
 
 def as_matrix(x, *, name: str = "x", fn: str = "measure", min_n: int = 2, keep_float: bool = False) -> torch.Tensor:

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from layer_sim._options import Choice, check
+from layer_sim._options import Choice, check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures._features import CONSTANT, degenerate_error, is_constant, ldexp, scale_exponent
 from layer_sim.measures._validation import accumulation_dtype, as_matrix, check_range
@@ -681,7 +681,8 @@ def _gram_route(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], precisio
             c = centred(x.to(accumulation_dtype(x.device)))
             if c.constant:
                 raise degenerate_error(fn, f"representation {name}", CONSTANT)
-            xc = c.xc.to(dtype)
+            # centred() keeps the float64 window; float32 GEMMs need theirs (1e37 squared overflows).
+            xc = ldexp(c.xc, scale_exponent(max_abs(c.xc), dtype)).to(dtype)
             K = (xc @ xc.T).to(torch.float64).reshape(-1)
             out.append(ldexp(K, -math.frexp(max_abs(K))[1]))
         return torch.stack(out)
@@ -705,6 +706,7 @@ def _as_layers(layers, *, side: str, fn: str) -> tuple[list[str], list]:
     return names, values
 
 
+@strict_signature
 def linear_cka_matrix(xs, ys, *, precision: str = "fp64"):
     r"""Linear CKA between every layer of one network and every layer of another.
 

@@ -46,7 +46,7 @@ from functools import partial
 
 import torch
 
-from layer_sim._options import Flag, Int, Maybe
+from layer_sim._options import Flag, Int, Maybe, strict_signature
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.measures import _hsic as core
 from layer_sim.measures import kernels as k
@@ -81,6 +81,7 @@ def _face_split(xs: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
     return (xs[:, :, None] * gs[:, None, :]).reshape(xs.shape[0], -1)
 
 
+@strict_signature
 def gram_gradient(x, g):
     r"""The gradient kernel :math:`K = (X X^\top) \odot (G G^\top)` of Tang et al. (2020).
 
@@ -306,6 +307,7 @@ def _gradient_cka_factory(*, debiased: bool, buckets, nonzeros: int, seed: int, 
     )
 
 
+@strict_signature
 def gradient_cka(x, y, x_grad, y_grad, *, debiased: bool = False, buckets: int | None = None, nonzeros: int = 1,
                  seed: int = 0, block_size: int | None = None):
     r"""CKA with gradients (Tang et al. 2020): CKA of the kernels :math:`(XX^\top)\odot(G_xG_x^\top)` and :math:`(YY^\top)\odot(G_yG_y^\top)`.
@@ -424,6 +426,7 @@ def _gradient_nbs_factory(*, buckets, nonzeros: int, seed: int) -> Measure:
     )
 
 
+@strict_signature
 def gradient_nbs(x, y, x_grad, y_grad, *, buckets: int | None = None, nonzeros: int = 1, seed: int = 0):
     r"""Normalised Bures similarity with gradients (Tang et al. 2020): NBS of the two product kernels.
 

@@ -24,7 +24,7 @@ from typing import Iterator
 
 import torch
 
-from layer_sim._options import Flag, Real, check
+from layer_sim._options import Flag, Real, check, strict_signature
 from layer_sim.errors import DegenerateInputError, InputError
 from layer_sim.measures._features import centre, ldexp, scale_exponent
 from layer_sim.measures._hsic import frobenius
@@ -50,6 +50,7 @@ SIGMA = Real(0.0, None, low_open=True)
 # --------------------------------------------------------------------------- public kernels
 
 
+@strict_signature
 def gram_linear(x):
     r"""Linear kernel :math:`K = X X^\top` of a representation (Kornblith et al.'s ``gram_linear``).
 
@@ -85,6 +86,7 @@ def gram_linear(x):
     return to_array(ldexp(K, -2 * e), x)
 
 
+@strict_signature
 def gram_rbf(x, *, sigma: float = 0.8):
     r"""Gaussian (RBF) kernel with Kornblith et al.'s median bandwidth (their ``gram_rbf``).
 
@@ -138,6 +140,7 @@ def gram_rbf(x, *, sigma: float = 0.8):
     return to_array(_rbf_argument_(D, median, sigma).neg_().exp_(), x)
 
 
+@strict_signature
 def centre_gram(K, *, debiased: bool = False):
     r"""Centred Gram matrix: :math:`H K H` (biased) or the U-centred :math:`\tilde K` (unbiased).
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from layer_sim._options import Flag, check
+from layer_sim._options import Flag, check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures import _hsic as core
 from layer_sim.measures._features import centre
@@ -24,6 +24,7 @@ from layer_sim.measures._features import centre
 __all__ = ["cka_loss"]
 
 
+@strict_signature
 def cka_loss(x: torch.Tensor, y: torch.Tensor, *, debiased: bool = False) -> torch.Tensor:
     r"""One minus linear CKA, differentiable in both arguments: :math:`1 - \mathrm{CKA}(X, Y)`.
 

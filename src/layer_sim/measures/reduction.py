@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from layer_sim._options import check
+from layer_sim._options import check, strict_signature
 from layer_sim.measures._cca import VARIANCE, _svcca_keep
 from layer_sim.measures._features import CONSTANT, centred, degenerate_error, ldexp
 from layer_sim.measures._linalg import svd_state
@@ -19,6 +19,7 @@ from layer_sim.measures._validation import as_matrix
 __all__ = ["svd_reduction"]
 
 
+@strict_signature
 def svd_reduction(x, *, variance: float = 0.99):
     r"""The centred ``x`` projected on its fewest leading singular directions that keep ``variance``.
 

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from layer_sim._options import Int, check
+from layer_sim._options import Int, check, strict_signature
 from layer_sim.errors import ConfigError
 from layer_sim.measures._validation import as_matrix, to_array
 
@@ -73,6 +73,7 @@ def sketch_rows(X: torch.Tensor, *, buckets: int, nonzeros: int, seed: int, star
     return out
 
 
+@strict_signature
 def count_sketch(x, *, buckets: int, nonzeros: int = 1, seed: int = 0, start: int = 0):
     r"""The count sketch :math:`S x` of examples ``start .. start + n - 1``: M bucket rows, each a signed sum of examples.
 

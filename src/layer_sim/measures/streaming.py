@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from layer_sim._options import check
+from layer_sim._options import check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.measures._cca import STATISTIC, _correlations, _require_variation, _summarise
 from layer_sim.measures._features import centre_with_mean, ldexp, scale_exponent
@@ -25,6 +25,7 @@ from layer_sim.measures.all_pairs import _CoMoments, _rescale_, check_precision,
 __all__ = ["StreamingLinearCKA", "StreamingCCA"]
 
 
+@strict_signature
 class StreamingLinearCKA:
     r"""Exact linear CKA accumulated batch by batch, in memory independent of the number of examples.
 
@@ -192,6 +193,7 @@ def _names_note(names_x, names_y) -> str:
     return "" if names_x is None and names_y is None else f" (layers {names_x} / {names_y})"
 
 
+@strict_signature
 class StreamingCCA:
     r"""Accumulate two representations batch by batch; canonical correlations at any time.
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from layer_sim._options import Int, check
+from layer_sim._options import Int, check, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.models._init import fan_in_uniform_
 from layer_sim.models._spec import spec_from_dict
@@ -22,6 +22,7 @@ LENET5_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.AvgPool2d)
 _INPUT_SHAPE = (1, 28, 28)
 
 
+@strict_signature
 class LeNet5(nn.Module):
     r"""LeNet-5 with ReLU and average pooling, for 1 x 28 x 28 images, as in the original layer_sim.
 
@@ -143,6 +144,7 @@ class _ClassifierSpec:
         return self._model(self.num_classes, seed=seed)
 
 
+@strict_signature
 @dataclass(frozen=True)
 class LeNet5Spec(_ClassifierSpec):
     """What names a :class:`LeNet5`: its number of classes (the seed is not part of it).
@@ -182,6 +184,7 @@ class _ConvBlock(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
 
+@strict_signature
 class Tiny10(nn.Module):
     r"""Kornblith et al.'s (2019) all-convolutional Tiny-10, adapted to 1 x 28 x 28 MNIST images.
 
@@ -249,6 +252,7 @@ class Tiny10(nn.Module):
         return self.logits(self.flatten(self.pool(h)))
 
 
+@strict_signature
 @dataclass(frozen=True)
 class Tiny10Spec(_ClassifierSpec):
     """What names a :class:`Tiny10`: its number of classes.

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from layer_sim._options import Choice, Flag
+from layer_sim._options import Choice, Flag, Int, Maybe, check, strict_signature
 from layer_sim.errors import ConfigError, InputError
 from layer_sim.models._init import fan_in_uniform_
 from layer_sim.models._spec import spec_from_dict
@@ -36,6 +36,7 @@ class _Add(nn.Module):
         return h + shortcut
 
 
+@strict_signature
 class MLP(nn.Module):
     r"""Multilayer perceptron with named, addressable layers and optional residual connections.
 
@@ -74,7 +75,7 @@ class MLP(nn.Module):
     Raises
     ------
     ConfigError
-        If ``widths``, ``activation`` or ``skip`` are invalid.
+        If ``widths``, ``activation``, ``skip`` or ``seed`` are invalid.
 
     Examples
     --------
@@ -97,6 +98,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         widths, activation, skip, self._skip_at = _check_config("MLP", widths, activation, skip)
+        seed = check("MLP", "seed", Maybe(Int(0)), seed)
         self.widths = widths
         self.activation = activation
         self.skip = skip
@@ -128,6 +130,7 @@ class MLP(nn.Module):
 
         With ``seed`` the draw uses a private generator (reproducible, global RNG untouched).
         """
+        seed = check("MLP.reset_parameters", "seed", Maybe(Int(0)), seed)
         fan_in_uniform_(self, seed=seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,6 +188,7 @@ def _check_widths(where: str, widths) -> tuple[int, ...]:
     return out
 
 
+@strict_signature
 @dataclass(frozen=True)
 class MLPSpec:
     """What names an :class:`MLP` architecture: its constructor arguments, without the seed.

@@ -10,7 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from layer_sim._io import atomic_write
+from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix
+from layer_sim.errors import ConfigError, InputError, UnknownNameError
 
 __all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure", "save_figure"]
 
@@ -18,6 +20,7 @@ __all__ = ["heatmap", "grid_figure", "per_layer_accuracy_figure", "save_figure"]
 _MAX_ANNOTATED = 16
 
 
+@strict_signature
 def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: str = "magma",
             vmin=None, vmax=None, colorbar: bool = True, title: str | None = None):
     """Draw ``matrix`` as a heatmap: rows top to bottom, columns left to right, values written in.
@@ -33,6 +36,8 @@ def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: s
     >>> ax.get_xlabel(), ax.get_ylabel(), [t.get_text() for t in ax.texts]
     ('network 1 layer', 'network 0 layer', ['1.00', '0.00', '0.00', '1.00'])
     """
+    if not isinstance(matrix, SimilarityMatrix):
+        raise InputError(f"heatmap: matrix must be a SimilarityMatrix, got {type(matrix).__name__}")
     if ax is None:
         rows, cols = matrix.values.shape
         fig = Figure(figsize=(1.2 + 0.55 * max(cols, 4), 0.9 + 0.5 * max(rows, 4)), layout="constrained")
@@ -57,11 +62,16 @@ def heatmap(matrix: SimilarityMatrix, ax=None, *, annotate: bool = True, cmap: s
     return ax
 
 
+@strict_signature
 def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] | None = None,
                 ncols: int = 4, suptitle: str | None = None) -> Figure:
     """All ``matrices`` side by side in one figure, each with its own colour bar."""
     n = len(matrices)
-    ncols = max(1, min(ncols, n))
+    if n == 0:
+        raise InputError("grid_figure: no matrices to draw")
+    if titles is not None and len(titles) != n:
+        raise ConfigError(f"grid_figure: {len(titles)} titles for {n} matrices")
+    ncols = max(1, min(check("grid_figure", "ncols", Int(1), ncols), n))
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(3.6 * ncols, 3.2 * nrows), layout="constrained")
     for k, mat in enumerate(matrices):
@@ -73,6 +83,7 @@ def grid_figure(matrices: Sequence[SimilarityMatrix], *, titles: Sequence[str] |
     return fig
 
 
+@strict_signature
 def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
                               labels: Sequence[str] | None = None) -> Figure:
     """Layer identification accuracy (%) as a measures x layers heatmap, every cell annotated.
@@ -99,6 +110,7 @@ def per_layer_accuracy_figure(results: Sequence[LayerIdentification], *,
     return fig
 
 
+@strict_signature
 def save_figure(fig: Figure, path, *, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix, e.g. ``.png``, ``.pdf``) atomically.
 
@@ -113,8 +125,15 @@ def save_figure(fig: Figure, path, *, dpi: int = 110) -> Path:
     ...     path.name, path.read_bytes()[1:4]
     ('empty.png', b'PNG')
     """
+    if not isinstance(fig, Figure):
+        raise InputError(f"save_figure: fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    formats = fig.canvas.get_supported_filetypes()
+    if fmt not in formats:
+        raise UnknownNameError(f"save_figure: unknown image format {path.suffix!r} of {path}; "
+                               f"use one of {', '.join('.' + f for f in sorted(formats))}")
+    dpi = check("save_figure", "dpi", Real(0, low_open=True), dpi)
     atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))
     return path
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layer_sim._io import atomic_write
+from layer_sim._io import atomic_write, loads_json
+from layer_sim._options import strict_signature
 from layer_sim.analysis.comparison import SimilarityMatrix
 from layer_sim.errors import DataError, InputError, UnknownNameError
 
@@ -25,6 +26,7 @@ __all__ = ["save_matrix", "load_matrix"]
 _SUFFIXES = (".csv", ".json")
 
 
+@strict_signature
 def save_matrix(matrix: SimilarityMatrix, path) -> Path:
     """Write ``matrix`` to ``path`` (``.csv`` or ``.json``, by suffix), atomically; returns the path.
 
@@ -37,6 +39,8 @@ def save_matrix(matrix: SimilarityMatrix, path) -> Path:
     >>> back.values.tolist(), back.cols, back.measure
     ([[1.0, 0.5]], ('b1', 'b2'), 'linear_cka')
     """
+    if not isinstance(matrix, SimilarityMatrix):
+        raise InputError(f"save_matrix: matrix must be a SimilarityMatrix, got {type(matrix).__name__}")
     path = Path(path)
     suffix = _suffix(path, "save_matrix")
     if not np.all(np.isfinite(matrix.values)):
@@ -65,6 +69,7 @@ def save_matrix(matrix: SimilarityMatrix, path) -> Path:
     return path
 
 
+@strict_signature
 def load_matrix(path) -> SimilarityMatrix:
     """Read a matrix written by :func:`save_matrix`; CSV keeps the title as ``measure``, no params.
 
@@ -88,6 +93,8 @@ def load_matrix(path) -> SimilarityMatrix:
         return _parse_csv(text) if suffix == ".csv" else _parse_json(text)
     except _Damaged as exc:
         raise DataError(f"load_matrix: {path} is not a similarity matrix: {exc}") from None
+    except InputError as exc:  # what SimilarityMatrix itself refuses (e.g. a row name twice)
+        raise DataError(f"load_matrix: {path} is not a similarity matrix: {str(exc).removeprefix('SimilarityMatrix: ')}") from None
 
 
 class _Damaged(Exception):
@@ -114,7 +121,7 @@ def _parse_csv(text: str) -> SimilarityMatrix:
 
 def _parse_json(text: str) -> SimilarityMatrix:
     try:
-        d = json.loads(text)
+        d = loads_json(text)
     except json.JSONDecodeError as exc:
         raise _Damaged(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(d, dict):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from layer_sim._io import atomic_write
 from layer_sim.experiments.gradient_study import NAME, GradientStudyResult
 from layer_sim.report.figures import grid_figure, per_layer_accuracy_figure, save_figure
 from layer_sim.report.files import save_matrix
@@ -81,7 +82,8 @@ def write_gradient_study(result: GradientStudyResult, directory) -> list[Path]:
     written.append(save_figure(curves_figure(result), out / "curves.png", dpi=100))
     curves_csv = out / "curves.csv"
     summary = result.curve_summary()
-    summary.assign(mean=np.round(summary["mean"], 6), se=np.round(summary["se"], 6)).to_csv(curves_csv, index=False)
+    rounded = summary.assign(mean=np.round(summary["mean"], 6), se=np.round(summary["se"], 6))
+    atomic_write(curves_csv, lambda fh: fh.write(rounded.to_csv(index=False).encode()))
     written.append(curves_csv)
     return written
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from layer_sim._options import strict_signature
 from layer_sim.experiments.sanity import NAME, ArchitectureComparison, SanityCheckResult
 from layer_sim.report.figures import grid_figure, heatmap, per_layer_accuracy_figure, save_figure
 from layer_sim.report.files import save_matrix
@@ -43,6 +44,7 @@ def _per_layer_records(result: SanityCheckResult) -> list[dict]:
             for r in result.rows]
 
 
+@strict_signature
 def write_sanity_check(result: SanityCheckResult, directory) -> list[Path]:
     """Write the table, heatmaps and architecture comparison of ``result`` under ``directory``.
 

@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from layer_sim._io import atomic_write
+from layer_sim._options import strict_signature
 
 __all__ = ["markdown_table", "write_table", "format_cell"]
 
 
+@strict_signature
 def markdown_table(records: Sequence[Mapping], *, columns: Sequence[str] | None = None,
                    headers: Mapping[str, str] | None = None, digits: int = 1) -> str:
     """A GitHub-flavoured Markdown table: one row per record, floats with ``digits`` decimals.
@@ -29,12 +31,13 @@ def markdown_table(records: Sequence[Mapping], *, columns: Sequence[str] | None 
     return "\n".join(lines) + "\n"
 
 
+@strict_signature
 def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
                 columns: Sequence[str] | None = None, headers: Mapping[str, str] | None = None,
                 digits: int = 1) -> list[Path]:
     """Write ``stem.md``, ``stem.csv`` and ``stem.json`` into ``directory``; returns the paths.
 
-    The JSON file is the list of records as given (``None`` becomes ``null``); the CSV has one
+    The JSON file is the list of records as given (``None``, NaN and infinities become ``null``); the CSV has one
     header row with the column keys and empty cells for ``None``.
     """
     directory = Path(directory)
@@ -46,13 +49,16 @@ def write_table(records: Sequence[Mapping], directory, *, stem: str = "table",
     texts = {
         directory / f"{stem}.md": markdown_table(records, columns=columns, headers=headers, digits=digits),
         directory / f"{stem}.csv": table_csv.getvalue(),
-        directory / f"{stem}.json": json.dumps([dict(r) for r in records], indent=1, allow_nan=False),
+        # NaN/Inf (e.g. an accuracy that does not exist) are null: strict JSON, readable anywhere.
+        directory / f"{stem}.json": json.dumps([{k: _json_value(v) for k, v in r.items()} for r in records],
+                                               indent=1, allow_nan=False),
     }
     for path, text in texts.items():
         atomic_write(path, lambda fh, text=text: fh.write(text.encode()))
     return list(texts)
 
 
+@strict_signature
 def format_cell(value, digits: int) -> str:
     """A table cell as text: floats with ``digits`` decimals, None and NaN as an em dash.
 
@@ -66,3 +72,7 @@ def format_cell(value, digits: int) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _json_value(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from layer_sim._device import resolve_device
-from layer_sim._options import Flag, check
+from layer_sim._options import Flag, check, strict_signature
 from layer_sim.data.tasks import Task
 from layer_sim.errors import ConfigError, InputError, LayerSimError, UnknownNameError
 from layer_sim.representations import objectives
@@ -151,6 +151,7 @@ class Representations(Mapping):
 _MODEL_INPUT_ERRORS = (RuntimeError, IndexError, TypeError, ValueError)
 
 
+@strict_signature
 def iter_representations(
     model: nn.Module,
     data,
@@ -238,6 +239,7 @@ def iter_representations(
     return _run(plan)
 
 
+@strict_signature
 def extract(
     model: nn.Module,
     data,
@@ -309,6 +311,11 @@ def _plan(model, data, *, layers, batch_size, device, gradients, objective) -> _
         raise InputError(f"extract: batch_size must be a positive integer, got {batch_size!r}")
     check("extract", "gradients", Flag(), gradients)
     run_on = resolve_device("extract", device)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise InputError(
+            "extract: the model's weights are on the meta device (shapes, no values); "
+            "materialise them first, e.g. model.to_empty(device='cpu') then load_state_dict"
+        )
     chosen, want_output = _select(model, layers)
     if not chosen and not want_output:
         raise InputError("extract: no layers selected; pass layer names, module types or None")
@@ -444,6 +451,11 @@ def _check_independent(values: torch.Tensor, inputs: list[torch.Tensor]) -> None
 
 
 def _check_finite(x: torch.Tensor, what: str) -> None:
+    """Refuse data without usable values: sparse or meta tensors (no dense values), NaN or Inf."""
+    if x.layout != torch.strided:
+        raise InputError(f"extract: {what} is a sparse tensor (layout {x.layout}); pass dense values (.to_dense())")
+    if x.is_meta:
+        raise InputError(f"extract: {what} is on the meta device, which holds shapes but no values")
     if (x.is_floating_point() or x.is_complex()) and not bool(torch.isfinite(x).all()):
         bad = torch.nonzero(~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1)).flatten()[:5].tolist()
         raise InputError(f"extract: {what} contains NaN or Inf (examples {bad}, counted from 0)")

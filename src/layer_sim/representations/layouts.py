@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from layer_sim._options import Choice
+from layer_sim._options import Choice, strict_signature
 from layer_sim.errors import InputError
 from layer_sim.representations.extraction import Representations
 
@@ -49,6 +49,7 @@ __all__ = ["LAYOUTS", "conv_layout", "with_layout", "cca_rows_needed"]
 LAYOUTS: tuple[str, ...] = ("flatten", "channels", "spatial_mean")
 
 
+@strict_signature
 def conv_layout(maps: torch.Tensor, layout: str = "flatten") -> torch.Tensor:
     """The ``(rows, features)`` matrix of conv maps ``(n, c, h, w)`` in ``layout``.
 
@@ -91,6 +92,7 @@ def conv_layout(maps: torch.Tensor, layout: str = "flatten") -> torch.Tensor:
     return maps.mean(dim=(2, 3))
 
 
+@strict_signature
 def with_layout(reps: Representations, layout: str) -> Representations:
     """``reps`` with every layer of per-example shape ``(c, h, w)`` in ``layout`` (others unchanged).
 
@@ -126,6 +128,7 @@ def with_layout(reps: Representations, layout: str) -> Representations:
     return out
 
 
+@strict_signature
 def cca_rows_needed(p: int, q: int) -> int:
     r"""Fewest rows for which CCA between ``p`` and ``q`` generic features has no forced unit correlation.
 

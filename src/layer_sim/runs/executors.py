@@ -22,7 +22,7 @@ import threading
 import time
 from multiprocessing.connection import wait as wait_ready
 
-from layer_sim._options import Choice, Int, Maybe, check_options
+from layer_sim._options import Choice, Int, Maybe, check_options, strict_signature
 from layer_sim.errors import ConfigError
 from layer_sim.runs.spec import Outcome, Task, execute, failed_outcome, worker_name
 
@@ -260,6 +260,7 @@ class LocalPoolExecutor(Executor):
         self._workers = []
 
 
+@strict_signature
 def make_executor(*, workers: int = DEFAULT_WORKERS, backend: str = DEFAULT_BACKEND,
                   ray_address: str | None = None) -> Executor:
     """The executor for the shared sweep options ``--workers N --backend local|ray --ray-address``.

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from layer_sim._io import canonical_json, content_key
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, UnknownNameError
 from layer_sim.store._schema import HISTORY_COLUMNS
 from layer_sim.store.sqlite import now_utc
@@ -60,6 +61,7 @@ _FUNCTIONS: dict[str, "UnitFunction"] = {}  # "module:qualname" -> the function 
 # ---------------------------------------------------------------------------- the registry
 
 
+@strict_signature
 def unit_kind(name: str) -> Callable[[UnitFunction], UnitFunction]:
     """Register the decorated module-level function ``fn(spec, context) -> UnitResult`` as ``name``.
 
@@ -93,6 +95,7 @@ def unit_kind(name: str) -> Callable[[UnitFunction], UnitFunction]:
     return register
 
 
+@strict_signature
 def kinds() -> list[str]:
     """The registered kinds, sorted."""
     return sorted(_KINDS)
@@ -145,6 +148,7 @@ def _check_json_object(where: str, value: Any) -> dict:
     return json.loads(canonical_json(value))
 
 
+@strict_signature
 @dataclass(frozen=True)
 class Unit:
     """One unit of work: ``kind`` (registered with :func:`unit_kind`), a JSON ``spec`` and its ``key``.
@@ -217,6 +221,7 @@ class UnitContext:
     cache_dir: str | None = None
 
 
+@strict_signature
 @dataclass(frozen=True)
 class UnitResult:
     """What a unit function returns: scalar ``metrics``, per-step ``histories`` and ``artefacts``.

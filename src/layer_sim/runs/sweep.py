@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layer_sim import settings
-from layer_sim._options import Int, check_options
+from layer_sim._options import Int, check_options, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.errors import ConfigError
 from layer_sim.runs.executors import Executor, SerialExecutor
@@ -69,6 +69,7 @@ class SweepInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+@strict_signature
 def run_sweep(
     units: Iterable[Unit],
     store: Store | str | os.PathLike,

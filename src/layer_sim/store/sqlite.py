@@ -13,11 +13,12 @@ unexpected raises :class:`~layer_sim.errors.DataError` naming the path.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import secrets
 import socket
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from layer_sim._io import canonical_json
+from layer_sim._options import strict_signature
 from layer_sim.errors import DataError, UnknownNameError
 from layer_sim.store._schema import (
     APPLICATION_ID,
@@ -58,6 +60,7 @@ _NEW_TABLE_COLUMNS = {
 }
 
 
+@strict_signature
 def default_store_path(output_dir: str | os.PathLike) -> Path:
     """``output_dir/results.sqlite``: where an experiment command keeps its store by default."""
     return Path(output_dir) / DEFAULT_STORE_NAME
@@ -95,6 +98,7 @@ class RunRecord:
         return out
 
 
+@strict_signature
 class Store:
     """A layer_sim results store in one SQLite file.
 
@@ -202,9 +206,14 @@ class Store:
 
     def _create(self) -> None:
         # Built under a temporary name and renamed: a crash never leaves an empty or half-made
-        # file at the store's path for the next run to refuse.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
+        # file at the store's path for the next run to refuse. We hold the writer lock, so the
+        # temporary files of an earlier creation are those of a killed process: removed. The
+        # file gets the umask's mode (tempfile.mkstemp would make every store 0600).
+        if fcntl is not None:
+            for stale in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.part*"):
+                stale.unlink(missing_ok=True)
+        tmp = str(self.path.parent / f".{self.path.name}.{secrets.token_hex(6)}.part")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         try:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:

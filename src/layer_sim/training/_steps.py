@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from layer_sim._device import resolve_device
-from layer_sim._options import Int, check
+from layer_sim._options import Int, check, strict_signature
 from layer_sim.data.tasks import Loss, Task, accuracy, get_loss
 from layer_sim.errors import ConfigError, InputError, TrainingDivergedError
 from layer_sim.training.recipe import Recipe
@@ -192,6 +192,7 @@ def history_row(*, epoch: int, train_loss: float, train_accuracy: float, test: t
     }
 
 
+@strict_signature
 @torch.no_grad()
 def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | None, *, loss: Loss | str,
              batch_size: int = 1000) -> tuple[float, float]:  # fmt: skip

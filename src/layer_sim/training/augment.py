@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from layer_sim._options import strict_signature
+
 __all__ = ["random_shift"]
 
 
+@strict_signature
 def random_shift(x: torch.Tensor, max_shift: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Translate each image of ``x`` (shape ``(n, C, H, W)``) by its own random offset.
 

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from layer_sim import settings
+from layer_sim._io import writable_dir
 from layer_sim._device import resolve_device
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError, TrainingDivergedError
 from layer_sim.training import _steps, resume
 from layer_sim.training.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
@@ -28,11 +30,13 @@ __all__ = ["checkpoint_dir", "train_or_load", "train_or_load_ensemble", "TRAINER
 TRAINERS: tuple[str, ...] = ("fit", "fit_ensemble")
 
 
+@strict_signature
 def checkpoint_dir(spec: NetworkSpec, seed: int, *, cache_dir=None) -> Path:
     """``<cache_dir>/<spec.key()>/seed-<seed>``: where the cache keeps the network of ``(spec, seed)``."""
     return settings.cache_dir(cache_dir) / spec.key() / f"seed-{int(seed)}"
 
 
+@strict_signature
 def train_or_load(
     spec: NetworkSpec = DEFAULT_SPEC,
     seed: int = 0,
@@ -81,6 +85,7 @@ def train_or_load(
                           data_dir=data_dir, device=device, progress=progress)[0]  # fmt: skip
 
 
+@strict_signature
 def train_or_load_ensemble(
     spec: NetworkSpec,
     seeds: Sequence[int],
@@ -114,6 +119,8 @@ def _train_or_load(where, spec, seeds, *, trainer, cache_dir, data_dir, device, 
     paths = {s: checkpoint_dir(spec, s, cache_dir=cache_dir) for s in seeds}
     found = {s: _holds(paths[s], spec, s) for s in seeds}
     missing = [s for s in seeds if not found[s]]
+    for s in missing:  # before training, not when its result is saved
+        writable_dir(paths[s], what=f"{where}: checkpoint directory")
     if missing:
         task = spec.build_task(data_dir=data_dir)
         if trainer == "fit":
@@ -141,8 +148,13 @@ def _train_or_load(where, spec, seeds, *, trainer, cache_dir, data_dir, device, 
 
 
 def _holds(path: Path, spec: NetworkSpec, seed: int) -> bool:
-    """Whether ``path`` holds the finished checkpoint of ``(spec, seed)``; DataError if it holds another."""
-    if not (path / "meta.json").is_file():
+    """Whether ``path`` holds the finished checkpoint of ``(spec, seed)``; DataError if it holds another.
+
+    Also a DataError: a ``meta.json`` without the metrics every caller reads (``test_accuracy``
+    and ``train_seconds`` numbers), so a damaged file fails here, naming itself, not later as a
+    KeyError in whatever reads the metrics.
+    """
+    if not (path / "meta.json").exists():
         return False
     meta = read_meta(path)
     if meta.get("key") != spec.key() or meta.get("seed") != seed:
@@ -150,7 +162,17 @@ def _holds(path: Path, spec: NetworkSpec, seed: int) -> bool:
             f"train_or_load: {path / 'meta.json'} names key {meta.get('key')!r}, seed {meta.get('seed')!r}, "
             f"but this directory is for key {spec.key()!r}, seed {seed}; delete the directory to retrain"
         )
+    metrics = meta.get("metrics")
+    if not (isinstance(metrics, dict) and all(_is_number(metrics.get(k)) for k in ("test_accuracy", "train_seconds"))):
+        raise DataError(
+            f"train_or_load: {path / 'meta.json'} has no numeric metrics.test_accuracy and metrics.train_seconds; "
+            "delete the directory to retrain"
+        )
     return True
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _save(path: Path, model, *, spec: NetworkSpec, seed: int, trainer: str, result: FitResult) -> None:

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from layer_sim._io import atomic_write
+from layer_sim._io import atomic_write, loads_json
+from layer_sim._options import strict_signature
 from layer_sim.errors import ConfigError, DataError, LayerSimError
 from layer_sim.models import MLP, LeNet5, Tiny10
 
@@ -45,6 +46,7 @@ class Checkpoint(NamedTuple):
     meta: dict[str, Any]
 
 
+@strict_signature
 def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` and JSON metadata to ``directory`` (created if needed).
 
@@ -61,6 +63,8 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
     cls = type(model).__name__
     if MODEL_CLASSES.get(cls) is not type(model):
         raise ConfigError(f"save_checkpoint: cannot checkpoint {cls}; supported: {sorted(MODEL_CLASSES)}")
+    if meta is not None and not isinstance(meta, dict):
+        raise ConfigError(f"save_checkpoint: meta must be a dict, got {type(meta).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     full = {
@@ -74,7 +78,10 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
             "python": platform.python_version(),
         },
     }
-    text = json.dumps(full, indent=2, sort_keys=True, allow_nan=True)
+    try:
+        text = json.dumps(full, indent=2, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"save_checkpoint: meta must hold only what JSON can ({exc})") from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     # An overwrite must never leave an old meta.json vouching for new (or half-replaced) weights.
     (directory / _META).unlink(missing_ok=True)
@@ -83,6 +90,7 @@ def save_checkpoint(directory, model: nn.Module, *, meta: dict[str, Any] | None 
     return directory
 
 
+@strict_signature
 def load_checkpoint(directory, *, map_location: str | torch.device | None = None) -> Checkpoint:
     """Rebuild the network saved by :func:`save_checkpoint`: same class, config and weights.
 
@@ -111,6 +119,9 @@ def load_checkpoint(directory, *, map_location: str | torch.device | None = None
         state = torch.load(weights_path, map_location=map_location or "cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated/foreign files raise EOFError, RuntimeError, UnpicklingError...
         raise DataError(f"load_checkpoint: {weights_path} is damaged or not a state dict ({exc})") from None
+    problem = _unusable_weights(state, model)
+    if problem:
+        raise DataError(f"load_checkpoint: {weights_path} {problem}; delete the directory to retrain")
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -123,6 +134,25 @@ def load_checkpoint(directory, *, map_location: str | torch.device | None = None
     return Checkpoint(model.eval(), meta)
 
 
+def _unusable_weights(state, model: nn.Module) -> str | None:
+    """What makes ``state`` unfit to be ``model``'s weights beyond a shape mismatch, or None.
+
+    ``load_state_dict`` would accept NaN/Inf weights (a diverged network) and silently cast
+    integer tensors into float parameters; neither is a network anyone trained.
+    """
+    if not isinstance(state, dict):
+        return None  # load_state_dict names the mismatch
+    own = model.state_dict()
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor) or name not in own:
+            continue
+        if own[name].is_floating_point() and not t.is_floating_point():
+            return f"holds {name} as {t.dtype}, not floating-point weights"
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"holds NaN or Inf in {name} (the weights of a diverged network)"
+    return None
+
+
 def read_meta(directory) -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint directory, as a dict.
 
@@ -133,9 +163,11 @@ def read_meta(directory) -> dict[str, Any]:
     """
     path = Path(directory) / _META
     try:
-        meta = json.loads(path.read_text())
+        meta = loads_json(path.read_text())
     except FileNotFoundError:
         raise DataError(f"load_checkpoint: {path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"load_checkpoint: {path} is a directory, not a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"load_checkpoint: {path} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from layer_sim._options import strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.data.tasks import Task
 from layer_sim.errors import ConfigError
@@ -30,6 +31,7 @@ from layer_sim.training.state import FitResult
 __all__ = ["fit_ensemble"]
 
 
+@strict_signature
 def fit_ensemble(
     models: Sequence[MLP],
     task: Task,

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from layer_sim._options import Int, check
+from layer_sim._options import Int, check, strict_signature
 from layer_sim._progress import progress_bar
 from layer_sim.data.tasks import Task, accuracy
 from layer_sim.errors import ConfigError
@@ -22,6 +22,7 @@ from layer_sim.training.state import Callback, FitResult, TrainState
 __all__ = ["fit"]
 
 
+@strict_signature
 def fit(
     model: nn.Module,
     task: Task,
@@ -103,6 +104,8 @@ def fit(
     [1, 2, 3]
     """
     seed = check("fit", "seed", Int(0), seed)
+    if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
+        raise ConfigError(f"fit: model must be a torch.nn.Module with parameters, got {type(model).__name__}")
     device = _steps.check_arguments("fit", task, recipe, device)
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ConfigError(f"fit: checkpoint must be a directory path or None, got {type(checkpoint).__name__}")
@@ -119,7 +122,10 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size)
     sched = _steps.make_scheduler(opt, recipe, steps_per_epoch)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    callbacks = tuple(callbacks)
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise ConfigError(f"fit: callbacks must be an iterable of callbacks, got {type(callbacks).__name__}") from None
     batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
     epoch_hooks = [cb.on_epoch_end for cb in callbacks if hasattr(cb, "on_epoch_end")]
     loss_fn = task.loss

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from layer_sim._io import atomic_write, content_key
-from layer_sim._options import Int, Real, check
+from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError, DataError, InputError, TrainingDivergedError, UnknownNameError
 from layer_sim.training import resume
 from layer_sim.training.cache import checkpoint_dir, train_or_load
@@ -92,6 +92,7 @@ def prunable(model: nn.Module, patterns=S1_PATTERNS) -> list[tuple[str, nn.Modul
     return out
 
 
+@strict_signature
 def global_magnitude_prune(model: nn.Module, *, rate: float, patterns=S1_PATTERNS) -> dict[str, torch.Tensor]:
     r"""Prune, in place, the fraction ``rate`` of the surviving prunable entries of smallest magnitude.
 
@@ -203,6 +204,7 @@ def _check_patterns(where: str, patterns) -> list[re.Pattern]:
 # ----------------------------------------------------------------------------- IMP with LR rewinding
 
 
+@strict_signature
 @dataclass(frozen=True)
 class PruningSpec:
     """How IMP prunes: the fraction ``rate`` of surviving prunable entries per iteration, and which parameters.
@@ -252,6 +254,7 @@ def iteration_dir(spec: NetworkSpec, seed: int, pruning: PruningSpec, iteration:
     return checkpoint_dir(spec, seed, cache_dir=cache_dir) / f"imp-{pruning.key()}" / f"iteration-{int(iteration)}"
 
 
+@strict_signature
 def imp(
     spec: NetworkSpec,
     seed: int,

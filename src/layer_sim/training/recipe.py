@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check_options
+from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check_options, strict_signature
 from layer_sim.errors import ConfigError
 
 __all__ = ["Recipe", "DEFAULT_RECIPE", "S1_RECIPE", "OPTIMIZERS", "SCHEDULES", "DECLARED"]
@@ -62,6 +62,7 @@ DECLARED = {
 }
 
 
+@strict_signature
 @dataclass(frozen=True)
 class Recipe:
     r"""How a network is trained, apart from its seed: optimizer, learning rates, schedule, batches.

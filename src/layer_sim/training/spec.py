@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from layer_sim._io import content_key
+from layer_sim._options import strict_signature
 from layer_sim.data.tasks import Task, TaskSpec
 from layer_sim.errors import ConfigError, UnknownNameError
 from layer_sim.models import MODEL_SPECS, LeNet5Spec, MLPSpec, Tiny10Spec
@@ -36,6 +37,7 @@ KEYED: dict[str, tuple[str, ...]] = {
 }
 
 
+@strict_signature
 @dataclass(frozen=True)
 class NetworkSpec:
     """A network to train: architecture (``model``), data and loss (``task``), hyperparameters (``recipe``).
