@@ -91,6 +91,7 @@ def _load_builtin() -> None:
     # even when nothing imported its module yet (e.g. ``layer-sim report``).
     import layer_sim.experiments.sanity  # noqa: F401
     import layer_sim.experiments.seeds  # noqa: F401
+    import layer_sim.experiments.table2_study  # noqa: F401
 
 
 def get_experiment(name: str) -> Experiment:
