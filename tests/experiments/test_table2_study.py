@@ -191,6 +191,7 @@ def test_spec_is_checked_and_round_trips():
     assert t2.Table2StudySpec.from_dict(spec.to_dict()) == spec
     full = t2.Table2StudySpec.make(full=True)
     assert full.nets == 10 and full.flatten_max_features is None and full.cnn_limit_train is None
+    assert full.cnns == t2.CNNS == ("LeNet5", "Tiny10") and t2.Table2StudySpec.make().cnns == ("LeNet5",)
     with pytest.raises(ConfigError, match="nets must be an integer >= 3"):
         _spec(nets=2)
     with pytest.raises(ConfigError, match="examples must exceed the widest hidden layer of the unequal MLP"):

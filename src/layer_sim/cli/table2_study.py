@@ -29,7 +29,7 @@ def table2_study_command(
     full: Annotated[bool, typer.Option("--full", help="10 networks, 3 width draws, 10 ratios n/p, RBF CKA and flattened maps everywhere, CNNs 5 epochs on all images.")] = False,
     nets: Annotated[Optional[int], typer.Option("--nets", help="Networks (seeds 0..N-1) per family (default 5; 10 with --full).")] = None,
     examples: Annotated[Optional[int], typer.Option("--examples", help="MNIST test images of the widths and CNN parts (default 2000).")] = None,
-    cnns: Annotated[Optional[str], typer.Option("--cnns", help="CNNs of the CNN part: LeNet5,Tiny10 (default), one of them, or 'none'.")] = None,
+    cnns: Annotated[Optional[str], typer.Option("--cnns", help="CNNs of the CNN part: LeNet5 (default), Tiny10, LeNet5,Tiny10 (--full) or 'none'.")] = None,
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
