@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import _fake_experiment as fake
 from layer_sim.cli import app
 from layer_sim.experiments import run_experiment
+from layer_sim.experiments.gradient_study import GradientStudySpec, run_gradient_study
 from layer_sim.experiments.sanity import Row, sanity_check
 from layer_sim.training import NetworkSpec
 
@@ -75,13 +76,17 @@ def dom_check(chromium: str, page: Path, tmp: Path) -> tuple[tuple[int, int], li
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """The report of a store holding a tiny sanity check and the fake experiment, written by the CLI."""
+    """The report of a store holding a tiny sanity check, a tiny gradient study on the same networks and the fake
+    experiment, written by the CLI."""
     tmp = tmp_path_factory.mktemp("browser")
     store = tmp / "results.sqlite"
     tiny = NetworkSpec().replace(widths=(784, 24, 20, 10), epochs=1, limit_train=1500)
     sanity_check(store=store, nets=3, examples=60, config=tiny, cache_dir=tmp / "cache",
                  rows=(Row("CKA (Linear)", "linear_cka", {}, 99.3), Row("SVCCA (ρ̄)", "svcca_rho", {}, 9.9)),
                  architectures={"deep": (784, 16, 16, 16, 10)}, command=["layer-sim", "sanity-check", "--nets", "3"])
+    _, (networks, _) = run_gradient_study(GradientStudySpec(tiny, nets=3, examples=60, trajectory_seeds=(0, 1)), store,
+                                          cache_dir=tmp / "cache", command=["layer-sim", "gradient-study", "--nets", "3"])
+    assert networks.skipped == 1  # the sanity check's network unit, done already
     run_experiment(fake.POWERS, fake.PowersSpec((1, 2, 3), 2), store, command=["layer-sim", "fake"])
     result = CliRunner().invoke(app, ["report", "--store", str(store), "--output", str(tmp / "out")])
     assert result.exit_code == 0, result.output
@@ -104,9 +109,11 @@ def test_every_image_decodes_and_the_console_is_silent(report, tmp_path):
     chromium = _chromium()
     page = report.read_text(encoding="utf-8")
     sources = re.findall(r'<img src="([^"]*)"', page)
-    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)  # 4 sanity + 1 fake
+    # 4 sanity check, 3 gradient study (side-by-side heatmaps, per-layer accuracy, curves), 1 fake
+    assert len(sources) == 8 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "Gradient CKA vs vanilla CKA (Tang et al. 2020)" in page
     (images, broken), console = dom_check(chromium, report, tmp_path)
-    assert (images, broken) == (5, 0) and console == [], console
+    assert (images, broken) == (8, 0) and console == [], console
 
     bad = tmp_path / "bad.html"  # the same checks catch a broken image and a script error
     bad.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA">'

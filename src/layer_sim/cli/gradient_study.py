@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option, parse_seeds, writable_dir
-from layer_sim.cli._shared import BackendOption, RayAddressOption, StoreOption, WorkersOption, store_path
+from layer_sim.cli._shared import (
+    DEFAULT_BACKEND,
+    DEFAULT_WORKERS,
+    BackendOption,
+    CacheDir,
+    DataDir,
+    Device,
+    RayAddressOption,
+    StoreOption,
+    WorkersOption,
+    command_line,
+    output_option,
+    parse_seeds,
+    store_path,
+    writable_dir,
+)
 
 __all__ = ["EXAMPLE", "SUMMARY", "gradient_study_command"]
 
@@ -18,14 +31,15 @@ EXAMPLE = "Example: layer-sim gradient-study --output results/gradients"
 
 
 def gradient_study_command(
+    ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/, curves.png|csv and the results store.")],
     nets: Annotated[int, typer.Option("--nets", help="Networks (seeds 0..N-1) for layer identification.")] = 5,
     examples: Annotated[int, typer.Option("--examples", help="MNIST test images every index is computed on.")] = 1000,
     trajectory_seeds: Annotated[str, typer.Option("--trajectory-seeds", help="Seeds retrained with a checkpoint per epoch: a range 0-2 or a list 0,1.")] = "0-2",
     beta: Annotated[float, typer.Option("--beta", help="Tang et al.'s smoothing of q (not 1).")] = 0.5,
     store: StoreOption = None,
-    workers: WorkersOption = 1,
-    backend: BackendOption = "local",
+    workers: WorkersOption = DEFAULT_WORKERS,
+    backend: BackendOption = DEFAULT_BACKEND,
     ray_address: RayAddressOption = None,
     device: Device = None,
     data_dir: DataDir = None,
@@ -36,36 +50,30 @@ def gradient_study_command(
 ) -> None:
     """Gradient CKA and gradient NBS (Tang et al. 2020) against linear CKA, RBF CKA and NBS on the sanity check's MLPs.
 
-    Runs Kornblith et al.'s layer identification for every index (jackknife SE) on the sanity check's networks (reused from the checkpoint cache), retrains a few seeds with a checkpoint per epoch and follows each layer's similarity to its final state and to another seed, vanilla vs gradient CKA. Every piece is a unit in the results store: a rerun skips what is done.
+    Runs Kornblith et al.'s layer identification for every index (jackknife SE) on the sanity check's networks (the same units and checkpoint cache: trained once for both), retrains a few seeds with a checkpoint per epoch and follows each layer's similarity to its final state and to another seed, vanilla vs gradient CKA. Every piece is a unit recorded in the results store as it finishes: a rerun skips what is done; layer-sim report renders the store.
     """
     seeds = tuple(parse_seeds(trajectory_seeds))
     writable_dir(output)
     from rich.console import Console
 
     from layer_sim.experiments.gradient_study import GradientStudySpec, run_gradient_study
-    from layer_sim.report.gradient_study import TABLE_HEADERS, write_gradient_study
+    from layer_sim.report.gradient_study import write_gradient_study
     from layer_sim.runs import make_executor
-
     from layer_sim.training import DEFAULT_SPEC
 
     changes = {"widths": None if widths is None else tuple(int(w) for w in widths.split(",")), "epochs": epochs,
                "limit_train": limit_train}
     network = DEFAULT_SPEC.replace(**{k: v for k, v in changes.items() if v is not None})
     spec = GradientStudySpec(network, nets=nets, examples=examples, trajectory_seeds=seeds, beta=beta)
-    # Units find the data and the checkpoint cache through the settings' environment variables,
-    # which worker processes inherit.
-    if data_dir is not None:
-        os.environ["LAYER_SIM_DATA"] = str(data_dir)
-    if cache_dir is not None:
-        os.environ["LAYER_SIM_CACHE"] = str(cache_dir)
     console = Console()
     executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    result, summaries = run_gradient_study(spec, store_path(store, output), executor, device=device or "cpu",
-                                           progress=None, log=console.print)  # fmt: skip
+    path = store_path(store, output)
+    result, _ = run_gradient_study(spec, path, executor, command=command_line(ctx), device=device, data_dir=data_dir,
+                                   cache_dir=cache_dir, progress=None, log=console.print)  # fmt: skip
     written = write_gradient_study(result, output)
     console.print(f"Layer identification, {spec.nets} MLPs {list(spec.network.model.widths)} on {spec.examples} MNIST test images")
     for r in result.records():
         console.print(f"  {r['index']:<22} {r['accuracy']:6.1f} % ± {r['stderr']:.1f} (jackknife SE)")
     accs = [100 * a for a in result.test_accuracies]
     console.print(f"network test accuracy: mean {sum(accs) / len(accs):.2f}%, min {min(accs):.2f}%")
-    console.print(f"wrote {len(written)} files under {output}")
+    console.print(f"wrote {len(written)} files under {output}; results store {path}")

@@ -89,6 +89,7 @@ def register_experiment(experiment: Experiment) -> Experiment:
 def _load_builtin() -> None:
     # The library's experiments register themselves on import; a store naming one must find it
     # even when nothing imported its module yet (e.g. ``layer-sim report``).
+    import layer_sim.experiments.gradient_study  # noqa: F401
     import layer_sim.experiments.sanity  # noqa: F401
     import layer_sim.experiments.seeds  # noqa: F401
     import layer_sim.experiments.table2_study  # noqa: F401

@@ -11,16 +11,21 @@ networks (:data:`~layer_sim.training.DEFAULT_SPEC`, seeds 0..N-1, the same check
    at the end of training (same seed) and to the same layer of another seed at the same epoch,
    with linear CKA and gradient CKA (both objectives).
 
-The experiment is units of work run by :func:`~layer_sim.runs.run_sweep` into a results store:
-stage 1 trains (or loads) the networks and the per-epoch trajectories, stage 2 runs one
-identification per index and the curves; :func:`collect` reads the typed result back from the
-store (metrics, histories and the artefact files it points to), never recomputing anything.
+The study is a registered experiment (:data:`GRADIENT_STUDY`, run by
+:func:`~layer_sim.experiments.run_experiment`) in two stages. Stage 1: the N networks as the
+sanity check trains them (one shared ``network.ensemble`` unit, see
+:mod:`~layer_sim.experiments.networks`: with the same network and seeds it is the sanity check's
+unit, the same key and the same checkpoint cache, so the two studies train them once), and one
+trajectory unit per seed. Stage 2: one identification unit per index and one unit for the curves.
+:func:`collect` reads the typed result back from the store (metrics, histories and the artefact
+files it points to), never recomputing anything.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from layer_sim import settings
 from layer_sim._options import Int, Real, check_options
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, layer_identification
 from layer_sim.data.tasks import get_loss
 from layer_sim.errors import ConfigError, DataError
+from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.networks import ensemble_unit, load_network
 from layer_sim.measures import get
 from layer_sim.representations import extract
 from layer_sim.representations.objectives import Tang
-from layer_sim.runs import Executor, SerialExecutor, SweepSummary, Unit, UnitContext, UnitResult, run_sweep, unit_kind
+from layer_sim.runs import Executor, SweepSummary, Unit, UnitContext, UnitResult, unit_kind
 from layer_sim.store import Store
-from layer_sim.training import DEFAULT_SPEC, NetworkSpec, fit, load_checkpoint, save_checkpoint, train_or_load_ensemble
+from layer_sim.training import DEFAULT_SPEC, NetworkSpec, fit, load_checkpoint, save_checkpoint
 
 __all__ = [
     "Index",
@@ -50,6 +56,7 @@ __all__ = [
     "EpochCheckpoints",
     "plan",
     "collect",
+    "GRADIENT_STUDY",
     "run_gradient_study",
     "NAME",
 ]
@@ -57,7 +64,6 @@ __all__ = [
 #: The experiment's name (what the store and the report know it by).
 NAME = "gradient-study"
 
-KIND_NETWORKS = "gradient_study.networks"
 KIND_TRAJECTORY = "gradient_study.trajectory"
 KIND_IDENTIFICATION = "gradient_study.identification"
 KIND_CURVES = "gradient_study.curves"
@@ -170,21 +176,15 @@ def _curves_unit(spec: GradientStudySpec) -> Unit:
 
 
 def plan(spec: GradientStudySpec) -> list[list[Unit]]:
-    """Stage 1: the N networks (one unit: a batched ensemble, reusing the cache) and one trajectory
-    unit per seed; stage 2: one identification unit per index and one unit for the curves."""
-    networks = Unit(KIND_NETWORKS, {"network": spec.network.to_dict(), "seeds": list(range(spec.nets))})
+    """Stage 1: the N networks (the sanity check's ``network.ensemble`` unit, reusing the cache) and
+    one trajectory unit per seed; stage 2: one identification unit per index and one unit for the curves."""
+    networks = ensemble_unit(spec.network, range(spec.nets))
     stage1 = [networks, *(_trajectory_unit(spec, s) for s in spec.trajectory_seeds)]
     stage2 = [*(_identification_unit(spec, i) for i in INDEXES), _curves_unit(spec)]
     return [stage1, stage2]
 
 
 # --------------------------------------------------------------------------- unit functions
-
-
-def _dirs(context: UnitContext) -> tuple[Path, Path | None]:
-    # Newer sweep drivers hand the cache and data directories to units; otherwise the settings' defaults.
-    cache = getattr(context, "cache_dir", None)
-    return settings.cache_dir(cache), getattr(context, "data_dir", None)
 
 
 def _probe(examples: int, data_dir) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,17 +207,6 @@ def _representations(model, probe, objective):
     return extract(model, probe, gradients=True, objective=objective)
 
 
-@unit_kind(KIND_NETWORKS)
-def networks_unit(spec: dict, context: UnitContext) -> UnitResult:
-    """Train the missing seeds as one batched ensemble into the checkpoint cache (or reuse them)."""
-    cache, data = _dirs(context)
-    network = NetworkSpec.from_dict(spec["network"])
-    ckpts = train_or_load_ensemble(network, spec["seeds"], cache_dir=cache, data_dir=data, device=context.device,
-                                   progress=False)  # fmt: skip
-    return UnitResult(metrics={f"test_accuracy/seed-{s}": c.meta["metrics"]["test_accuracy"]
-                               for s, c in zip(spec["seeds"], ckpts)})  # fmt: skip
-
-
 class EpochCheckpoints:
     """Trainer callback: the model after every epoch, saved as ``<directory>/epoch-<k>/`` (a checkpoint)."""
 
@@ -234,13 +223,12 @@ class EpochCheckpoints:
 @unit_kind(KIND_TRAJECTORY)
 def trajectory_unit(spec: dict, context: UnitContext) -> UnitResult:
     """Retrain one seed with :func:`~layer_sim.training.fit`, saving the model at initialisation and after every epoch."""
-    _, data = _dirs(context)
     network = NetworkSpec.from_dict(spec["network"])
     seed = spec["seed"]
     model = network.build_model(seed=seed)
     saver = EpochCheckpoints(context.output_dir, {"spec": network.to_dict(), "seed": seed})
     saver.save(model, 0, None)
-    result = fit(model, network.build_task(data_dir=data), network.recipe, seed=seed, device=context.device,
+    result = fit(model, network.build_task(data_dir=context.data_dir), network.recipe, seed=seed, device=context.device,
                  callbacks=[saver], progress=False)  # fmt: skip
     return UnitResult(metrics={"test_accuracy": result.test_accuracy, "epochs": network.recipe.epochs},
                       histories={"train": result.history},
@@ -250,15 +238,14 @@ def trajectory_unit(spec: dict, context: UnitContext) -> UnitResult:
 
 @unit_kind(KIND_IDENTIFICATION)
 def identification_unit(spec: dict, context: UnitContext) -> UnitResult:
-    """Layer identification of one index on the N networks; its arrays are the artefact ``identification.npz``."""
-    cache, data = _dirs(context)
+    """Layer identification of one index on the N networks (stage 1's, from the checkpoint cache);
+    its arrays are the artefact ``identification.npz``."""
     network = NetworkSpec.from_dict(spec["network"])
     index = Index(**spec["index"])
-    ckpts = train_or_load_ensemble(network, list(range(spec["nets"])), cache_dir=cache, data_dir=data,
-                                   device=context.device, progress=False)  # fmt: skip
-    probe = _probe(spec["examples"], data)
+    models = [load_network(network, s, context).model for s in range(spec["nets"])]
+    probe = _probe(spec["examples"], context.data_dir)
     objective = _objective(index.objective, network, spec["beta"])
-    reps = [_representations(c.model, probe, objective) for c in ckpts]
+    reps = [_representations(m, probe, objective) for m in models]
     res = layer_identification(reps, index.measure, device=context.device, progress=False, **index.params)
     np.savez(context.output_dir / "identification.npz", scores=res.scores, predictions=res.predictions,
              confusion=res.confusion, jackknife=res.jackknife)  # fmt: skip
@@ -278,9 +265,8 @@ def _epoch_models(context: UnitContext, key: str) -> list:
 @unit_kind(KIND_CURVES)
 def curves_unit(spec: dict, context: UnitContext) -> UnitResult:
     """Per epoch and layer: similarity to the same layer at the end of training, and to another seed."""
-    _, data = _dirs(context)
     network = NetworkSpec.from_dict(spec["network"])
-    probe = _probe(spec["examples"], data)
+    probe = _probe(spec["examples"], context.data_dir)
     indexes = [Index(**d) for d in spec["indexes"]]
     seeds = sorted(spec["trajectories"], key=int)
     objectives = {i.objective: _objective(i.objective, network, spec["beta"]) for i in indexes}
@@ -363,33 +349,37 @@ class GradientStudyResult:
         return out
 
 
-def _done(store: Store, unit: Unit):
-    if store.runs().query("key == @unit.key and status == 'done'").empty:
-        raise DataError(f"gradient study: unit {unit.kind} {unit.key[:12]} is not done in {store.path}; "
-                        "run the study again to finish it")  # fmt: skip
-    return store.run(unit.key)
-
-
 def collect(store: Store, spec: GradientStudySpec) -> GradientStudyResult:
-    """The study's result from a store in which every planned unit is done (read only)."""
+    """The study's result from a store in which every planned unit is done (read only).
+
+    Raises
+    ------
+    IncompleteError
+        Some unit of :func:`plan` is not done (the message says how many, and to rerun).
+    DataError
+        An identification's artefact file is missing or damaged.
+    """
     stage1, stage2 = plan(spec)
-    networks = _done(store, stage1[0])
+    with store.snapshot():
+        records = done_runs(store, stage1 + stage2, what="gradient study")
+        networks, trajectories = records[0], records[1 : len(stage1)]
+        identifications, curves_run = records[len(stage1) : -1], records[-1]
+        curves = store.history(curves_run.key, "curves")
     accs = tuple(networks.metrics[f"test_accuracy/seed-{s}"] for s in range(spec.nets))
-    trajectory = {s: _done(store, u).metrics["test_accuracy"] for s, u in zip(spec.trajectory_seeds, stage1[1:])}
-    rows = []
-    for index, unit in zip(INDEXES, stage2):
-        run = _done(store, unit)
-        rows.append(IdentificationRow(index, _identification(index, run.artefacts["identification"], run.metrics)))
-    layers = rows[0].identification.layers
-    curves_run = _done(store, stage2[-1])
-    curves = store.history(curves_run.key, "curves")
-    return GradientStudyResult(spec, tuple(rows), layers, accs, trajectory, curves)
+    trajectory = {s: r.metrics["test_accuracy"] for s, r in zip(spec.trajectory_seeds, trajectories)}
+    rows = tuple(IdentificationRow(index, _identification(index, run.artefacts["identification"], run.metrics))
+                 for index, run in zip(INDEXES, identifications))  # fmt: skip
+    return GradientStudyResult(spec, rows, rows[0].identification.layers, accs, trajectory, curves)
 
 
 def _identification(index: Index, path, metrics) -> LayerIdentification:
     """The LayerIdentification of one index from its stored arrays and metrics."""
-    with np.load(path) as a:
-        arrays = {k: a[k] for k in ("scores", "predictions", "confusion", "jackknife")}
+    try:
+        with np.load(path, allow_pickle=False) as a:
+            arrays = {k: a[k] for k in ("scores", "predictions", "confusion", "jackknife")}
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"gradient study: the identification file {path} of {index.label} cannot be read ({exc}); "
+                        "delete that run from the store (or the store) and rerun to recompute it") from None
     layers = tuple(k.split("/", 1)[1] for k in metrics if k.startswith("per_layer/"))
     return LayerIdentification(index.measure, dict(index.params), layers, arrays["scores"], arrays["predictions"],
                                metrics["accuracy"], {k: metrics[f"per_layer/{k}"] for k in layers},
@@ -398,56 +388,60 @@ def _identification(index: Index, path, metrics) -> LayerIdentification:
 
 # --------------------------------------------------------------------------- running
 
+#: The gradient study as a registered experiment (what ``layer-sim report`` collects and renders).
+GRADIENT_STUDY = register_experiment(Experiment(NAME, GradientStudySpec.from_dict, plan, collect))
+
 
 def run_gradient_study(
     spec: GradientStudySpec | None = None,
     store: Store | str | os.PathLike | None = None,
     executor: Executor | None = None,
     *,
-    device: str = "cpu",
+    command: Sequence[str] | None = None,
+    device: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    retries: int = 1,
     progress: bool | None = None,
     log: Callable[[str], Any] | None = None,
 ) -> tuple[GradientStudyResult, list[SweepSummary]]:
-    """Run (or resume) the study's stages with :func:`~layer_sim.runs.run_sweep` into ``store``, then :func:`collect`.
+    """Run (or resume) the study with :func:`~layer_sim.experiments.run_experiment` into ``store``, then :func:`collect`.
 
-    Finished units are skipped, so a rerun after an interruption only does what is missing.
+    Finished units are skipped, so a rerun after an interruption only does what is missing; with
+    the sanity check's network and seeds, stage 1's ensemble unit is the sanity check's (done
+    already if both share a store) and its checkpoints are those of the same ``cache_dir``.
 
     Parameters
     ----------
     spec : GradientStudySpec or None
         None: the defaults.
     store : Store or path-like
-        The results store (created if missing).
+        The results store (created if missing); unit artefacts go to ``artefacts/`` beside it.
     executor : Executor or None
-        Where units run; None: in this process.
-    device, progress, log
-        As in :func:`~layer_sim.runs.run_sweep`.
+        Where units run (:func:`~layer_sim.runs.make_executor`); None: in this process.
+    command, data_dir, cache_dir, retries, progress, log
+        As in :func:`~layer_sim.experiments.run_experiment` (``cache_dir`` None:
+        ``$LAYER_SIM_CACHE``, else ``~/.cache/layer_sim/checkpoints``, resolved by the driver).
+    device : str or None
+        Where to train, extract and compare (None: CPU).
 
     Returns
     -------
     (GradientStudyResult, list of SweepSummary)
+        The result, and one summary per stage.
+
+    Raises
+    ------
+    UnitsFailedError
+        A stage had units that failed every attempt (their errors are in the store).
     """
+    from layer_sim._device import resolve_device
+
     spec = GradientStudySpec() if spec is None else spec
     if store is None:
         raise ConfigError("gradient_study: store= is required (a path, e.g. OUTPUT/results.sqlite)")
-    executor = executor or SerialExecutor()
-    say = log or (lambda _line: None)
-
-    def run(s: Store):
-        summaries = []
-        stages = plan(spec)
-        for k, units in enumerate(stages, start=1):
-            say(f"{NAME}: stage {k} of {len(stages)}, {len(units)} units")
-            summary = run_sweep(units, s, executor, device=device, progress=progress, log=log)
-            summaries.append(summary)
-            if summary.failed:
-                first = next(iter(summary.failures.values()))
-                raise DataError(f"{NAME}: {summary.failed} unit(s) of stage {k} failed (first: {first}); "
-                                "see layer-sim runs list --status failed, and rerun to retry them")  # fmt: skip
+    device = resolve_device("gradient_study", device)
+    summaries = run_experiment(GRADIENT_STUDY, spec, store, executor, command=command, device=str(device or "cpu"),
+                               data_dir=data_dir, cache_dir=cache_dir, retries=retries, progress=progress, log=log)
+    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
         return collect(s, spec), summaries
-
-    if isinstance(store, Store):
-        return run(store)
-    with Store(store, write=True) as opened:
-        return run(opened)
-

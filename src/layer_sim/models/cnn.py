@@ -118,7 +118,33 @@ def _check_num_classes(where: str, num_classes) -> int:
 
 
 @dataclass(frozen=True)
-class LeNet5Spec:
+class _ClassifierSpec:
+    # What LeNet5Spec and Tiny10Spec share: a CNN on 28x28 images is named by its class count.
+    num_classes: int = 10
+
+    #: The model class this spec builds (recorded as ``"kind"``).
+    kind: ClassVar[str]
+    _model: ClassVar[type[nn.Module]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_classes", _check_num_classes(type(self).__name__, self.num_classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": ..., "num_classes": ...}`` (JSON-serialisable)."""
+        return {"kind": self.kind, "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
+        return spec_from_dict(cls, d)
+
+    def build(self, *, seed: int | None = None) -> nn.Module:
+        """The untrained network, initialised from ``seed``."""
+        return self._model(self.num_classes, seed=seed)
+
+
+@dataclass(frozen=True)
+class LeNet5Spec(_ClassifierSpec):
     """What names a :class:`LeNet5`: its number of classes (the seed is not part of it).
 
     Examples
@@ -129,26 +155,8 @@ class LeNet5Spec:
     3
     """
 
-    num_classes: int = 10
-
-    #: The model class this spec builds (recorded as ``"kind"``).
     kind: ClassVar[str] = "LeNet5"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "num_classes", _check_num_classes("LeNet5Spec", self.num_classes))
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"kind": "LeNet5", "num_classes": ...}`` (JSON-serialisable)."""
-        return {"kind": self.kind, "num_classes": self.num_classes}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LeNet5Spec:
-        """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
-        return spec_from_dict(cls, d)
-
-    def build(self, *, seed: int | None = None) -> LeNet5:
-        """The untrained :class:`LeNet5`, initialised from ``seed``."""
-        return LeNet5(self.num_classes, seed=seed)
+    _model: ClassVar[type[nn.Module]] = LeNet5
 
 
 # ----------------------------------------------------------------------------- Tiny-10
@@ -242,7 +250,7 @@ class Tiny10(nn.Module):
 
 
 @dataclass(frozen=True)
-class Tiny10Spec:
+class Tiny10Spec(_ClassifierSpec):
     """What names a :class:`Tiny10`: its number of classes.
 
     Examples
@@ -251,23 +259,5 @@ class Tiny10Spec:
     {'kind': 'Tiny10', 'num_classes': 10}
     """
 
-    num_classes: int = 10
-
-    #: The model class this spec builds (recorded as ``"kind"``).
     kind: ClassVar[str] = "Tiny10"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "num_classes", _check_num_classes("Tiny10Spec", self.num_classes))
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"kind": "Tiny10", "num_classes": ...}`` (JSON-serialisable)."""
-        return {"kind": self.kind, "num_classes": self.num_classes}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Tiny10Spec:
-        """Inverse of :meth:`to_dict` (``"kind"`` may be omitted); an unknown key is an :class:`UnknownNameError`."""
-        return spec_from_dict(cls, d)
-
-    def build(self, *, seed: int | None = None) -> Tiny10:
-        """The untrained :class:`Tiny10`, initialised from ``seed``."""
-        return Tiny10(self.num_classes, seed=seed)
+    _model: ClassVar[type[nn.Module]] = Tiny10

@@ -8,6 +8,6 @@
   recorded experiment from a registry of renderers (``@section(name, title=...)``), with provenance.
 - :mod:`~layer_sim.report.html`, :mod:`~layer_sim.report.markdown`: that document as one
   self-contained HTML page, and as Markdown with its figures beside it.
-- :mod:`~layer_sim.report.sanity`, :mod:`~layer_sim.report.seeds`: each experiment's output files
-  and report section.
+- :mod:`~layer_sim.report.sanity`, :mod:`~layer_sim.report.seeds`,
+  :mod:`~layer_sim.report.gradient_study`: each experiment's output files and report section.
 """

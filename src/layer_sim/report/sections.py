@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 #: Modules whose import registers the library's own sections (add yours here).
-BUILTIN = ("layer_sim.report.sanity", "layer_sim.report.seeds", "layer_sim.report.table2_study")
+BUILTIN = ("layer_sim.report.sanity", "layer_sim.report.seeds", "layer_sim.report.gradient_study",
+           "layer_sim.report.table2_study")
 
 # ---------------------------------------------------------------------------- blocks
 
