@@ -552,15 +552,21 @@ def plan(spec: Table2StudySpec) -> list[list[Unit]]:
     """Stage 1: the networks (an ensemble unit per MLP family, one unit per CNN and seed); stage 2: one unit per planned cell.
 
     Cells that share a unit (the equal-width MLP at the same n in two parts) run once. Stage 2
-    runs the widths part, then the CNN part, then the examples part by increasing n: an
-    interrupted run has the cheap, most informative cells first (report order is :func:`_cells`'s).
+    runs the widths part, the CNN part's channels and spatial-mean cells, the examples part by
+    increasing n, then the flattened CNN cells (p > n: slow, and every canonical correlation is
+    forced to 1): an interrupted run has the cheap, informative cells first (report order is
+    :func:`_cells`'s).
     """
     seeds = list(range(spec.nets))
     train = [ensemble_unit(f.network, seeds) for f in spec.mlp_families()]
     train += [network_unit(f.network, s) for f in spec.cnn_families() for s in seeds]
     units = {}
-    order = {"widths": 0, "cnn": 1, "examples": 2}
-    cells = sorted(_cells(spec), key=lambda c: (order[c[0]], c[3] if c[0] == "examples" else 0))  # stable
+    def order(cell):
+        part, layout, examples = cell[0], cell[4], cell[3]
+        rank = {"widths": 0, "cnn": 1, "examples": 2}[part] if not (part == "cnn" and layout == "flatten") else 3
+        return rank, examples if part == "examples" else 0
+
+    cells = sorted(_cells(spec), key=order)  # stable
     for _part, _family, _row, _examples, _layout, _ratio, unit, _rows, _reason in cells:
         if unit is not None:
             u = Unit(IDENTIFY_KIND, unit)
