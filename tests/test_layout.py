@@ -47,6 +47,7 @@ RESULTS = {
     "layer_sim.experiments.seeds": ["SeedsResult"],
     "layer_sim.experiments.pruning": ["PruningStudyResult", "NetworkRow", "ParameterRow", "SimilarityRow"],
     "layer_sim.experiments.gradient_study": ["GradientStudyResult", "IdentificationRow"],
+    "layer_sim.experiments.table2_study": ["Table2StudyResult", "Cell", "FamilyResult", "Family"],
 }
 VIEW_METHODS = {"plot", "save", "load", "write", "savefig", "show", "to_csv", "to_json", "to_markdown"}
 

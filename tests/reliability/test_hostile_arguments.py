@@ -17,7 +17,7 @@ PUBLIC_MODULES = [
     "layer_sim.experiments.sanity", "layer_sim.report.figures", "layer_sim.report.files", "layer_sim.report.tables",
     "layer_sim.report.sanity", "layer_sim.store", "layer_sim.runs", "layer_sim.dynamics",
     "layer_sim.experiments.gradient_study", "layer_sim.experiments.pruning", "layer_sim.experiments.learning_dynamics",
-    "layer_sim.experiments.correlations", "layer_sim.analysis.correlation",
+    "layer_sim.experiments.correlations", "layer_sim.analysis.correlation", "layer_sim.experiments.table2_study",
 ]  # fmt: skip
 # Public classes a user does not configure by calling them: results, protocols, base classes.
 NOT_CONFIGURED = {
@@ -25,7 +25,7 @@ NOT_CONFIGURED = {
     "ArchitectureComparison", "Timings", "Row", "Representations", "Measure", "Loss", "CrossEntropy", "MSEOneHot",
     "Checkpoint", "Callback", "FitResult", "TrainState", "UnitContext", "SweepSummary", "RunRecord", "Executor",
     "SerialExecutor", "LocalPoolExecutor", "PrunedNetwork",
-    "CorrelationResult", "GradientStudyResult", "IdentificationRow", "NetworkRow", "PairRecord", "PairRunResult", "ParameterRow", "PruningStudyResult", "SimilarityRow", "StudyResult",
+    "CorrelationResult", "GradientStudyResult", "IdentificationRow", "NetworkRow", "PairRecord", "PairRunResult", "ParameterRow", "PruningStudyResult", "SimilarityRow", "StudyResult", "FamilyResult", "Table2StudyResult",
 }  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """Command-line interface: a thin typer layer over the library; no computation lives here.
 
 One module per command (:mod:`~layer_sim.cli.train`, :mod:`~layer_sim.cli.sanity_check`,
-:mod:`~layer_sim.cli.gradient_study`, :mod:`~layer_sim.cli.pruning_study`, :mod:`~layer_sim.cli.report`,
-:mod:`~layer_sim.cli.runs`, :mod:`~layer_sim.cli.dynamics`),
+:mod:`~layer_sim.cli.gradient_study`, :mod:`~layer_sim.cli.pruning_study`, :mod:`~layer_sim.cli.table2_study`,
+:mod:`~layer_sim.cli.report`, :mod:`~layer_sim.cli.runs`, :mod:`~layer_sim.cli.dynamics`),
 shared options in :mod:`~layer_sim.cli._shared`. :func:`main` is the console script: every
 library error (``LayerSimError``), OS error and device error is one line ``error: ...`` on
 stderr with exit status 2.
@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from layer_sim.cli import dynamics, gradient_study, pruning_study, report, sanity_check, train
+from layer_sim.cli import dynamics, gradient_study, pruning_study, report, sanity_check, table2_study, train
 from layer_sim.cli.runs import runs_app
 from layer_sim.errors import LayerSimError
 
@@ -42,6 +42,9 @@ app.command("gradient-study", epilog=gradient_study.EXAMPLE, short_help=gradient
 )
 app.command("pruning-study", epilog=pruning_study.EXAMPLE, short_help=pruning_study.SUMMARY)(
     pruning_study.pruning_study_command
+)
+app.command("table2-study", epilog=table2_study.EXAMPLE, short_help=table2_study.SUMMARY)(
+    table2_study.table2_study_command
 )
 app.command("report", epilog=report.EXAMPLE, short_help=report.SUMMARY)(report.report_command)
 app.add_typer(runs_app, name="runs")

@@ -95,6 +95,7 @@ def _load_builtin() -> None:
     import layer_sim.experiments.pruning  # noqa: F401
     import layer_sim.experiments.sanity  # noqa: F401
     import layer_sim.experiments.seeds  # noqa: F401
+    import layer_sim.experiments.table2_study  # noqa: F401
 
 
 def get_experiment(name: str) -> Experiment:

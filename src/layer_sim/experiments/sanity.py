@@ -60,6 +60,9 @@ __all__ = [
     "SANITY_CHECK",
     "sanity_check",
     "default_cache_dir",
+    "probe_images",
+    "save_identification",
+    "load_identification",
 ]
 
 #: Registered name of the experiment (the store's ``experiments`` table, the report section).
@@ -340,13 +343,18 @@ def plan(spec: SanityCheckSpec) -> list[list[Unit]]:
 # ---------------------------------------------------------------------------- the units
 
 
-def _probe(probe: Mapping[str, Any], context: UnitContext):
-    """The probe images: a fixed random subset of an MNIST split, the same in every unit."""
+@strict_signature
+def probe_images(probe: Mapping[str, Any], data_dir=None):
+    """The probe images ``{"split", "seed", "examples"}``: the first ``examples`` of ``torch.randperm`` over the split.
+
+    The permutation is drawn by a generator seeded with ``seed``, so the probe of ``n`` examples
+    is the first ``n`` of the probe of any larger size (nested subsets, the same in every unit).
+    """
     import torch
 
     from layer_sim.data import load_mnist
 
-    images = load_mnist(probe["split"], context.data_dir)[0]
+    images = load_mnist(probe["split"], data_dir)[0]
     if probe["examples"] > len(images):
         raise ConfigError(f"sanity_check: examples={probe['examples']} exceeds the {len(images)} {probe['split']} images")
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(probe["seed"]))[: probe["examples"]]
@@ -356,6 +364,16 @@ def _probe(probe: Mapping[str, Any], context: UnitContext):
 def _meta_array(meta: dict) -> np.ndarray:
     # JSON in a 0-d string array: np.load reads it back without pickle, floats exactly (repr round trip).
     return np.array(json.dumps(meta, allow_nan=False))
+
+
+@strict_signature
+def save_identification(res: LayerIdentification, path: Path) -> Path:
+    """Write ``res`` whole to the ``.npz`` file ``path`` (no pickle); :func:`load_identification` reads it back."""
+    meta = {"measure": res.measure, "params": dict(res.params), "layers": list(res.layers),
+            "accuracy": res.accuracy, "per_layer": res.per_layer, "stderr": res.stderr}
+    np.savez(path, meta=_meta_array(meta), scores=res.scores, predictions=res.predictions, confusion=res.confusion,
+             jackknife=res.jackknife)
+    return Path(path)
 
 
 @unit_kind(IDENTIFY_KIND)
@@ -369,7 +387,7 @@ def identify_unit(spec: dict, context: UnitContext) -> UnitResult:
     from layer_sim.representations import extract
 
     network = NetworkSpec.from_dict(spec["network"])
-    probe = _probe(spec["probe"], context)
+    probe = probe_images(spec["probe"], context.data_dir)
     models = [load_network(network, s, context).model for s in spec["seeds"]]
     t0 = time.perf_counter()
     reps = [extract(m, probe, device=context.device) for m in models]
@@ -377,10 +395,7 @@ def identify_unit(spec: dict, context: UnitContext) -> UnitResult:
     res = layer_identification(reps, spec["measure"], exclude=spec["exclude"], device=context.device,
                                progress=False, **spec["params"])
     t2 = time.perf_counter()
-    meta = {"measure": res.measure, "params": dict(res.params), "layers": list(res.layers),
-            "accuracy": res.accuracy, "per_layer": res.per_layer, "stderr": res.stderr}
-    np.savez(context.output_dir / "identification.npz", meta=_meta_array(meta), scores=res.scores,
-             predictions=res.predictions, confusion=res.confusion, jackknife=res.jackknife)
+    save_identification(res, context.output_dir / "identification.npz")
     metrics = {"accuracy": res.accuracy, "extract_seconds": t1 - t0, "identification_seconds": t2 - t1,
                **{f"per_layer/{k}": v for k, v in res.per_layer.items()}}
     if res.stderr is not None:
@@ -397,7 +412,7 @@ def architecture_unit(spec: dict, context: UnitContext) -> UnitResult:
     from layer_sim.analysis import compare
     from layer_sim.representations import extract
 
-    probe = _probe(spec["probe"], context)
+    probe = probe_images(spec["probe"], context.data_dir)
     reps = [extract(load_network(NetworkSpec.from_dict(spec[k]), 0, context).model, probe, device=context.device)
             for k in ("other", "reference")]
     mats = [compare(*reps, measure=m["measure"], device=context.device, **m["params"]) for m in spec["measures"]]
@@ -420,7 +435,9 @@ def _npz(path: Path, what: str) -> tuple[dict, Any]:
                         "store (or the store) and rerun to recompute it") from None
 
 
-def _identification(path: Path) -> LayerIdentification:
+@strict_signature
+def load_identification(path: Path) -> LayerIdentification:
+    """The :class:`LayerIdentification` that :func:`save_identification` wrote to ``path``; DataError if unreadable."""
     meta, data = _npz(path, "identification")
     return LayerIdentification(meta["measure"], meta["params"], tuple(meta["layers"]), data["scores"],
                                data["predictions"], meta["accuracy"], meta["per_layer"], data["confusion"],
@@ -443,7 +460,7 @@ def collect(store: Store, spec: SanityCheckSpec) -> SanityCheckResult:
     train, compared = records[: len(train_units)], records[len(train_units):]
     ensemble, others = train[0], train[1:]
     idents, archs = compared[: len(spec.rows)], compared[len(spec.rows):]
-    rows = tuple(RowResult(row, _identification(rec.artefacts["identification"]), rec.metrics["identification_seconds"])
+    rows = tuple(RowResult(row, load_identification(rec.artefacts["identification"]), rec.metrics["identification_seconds"])
                  for row, rec in zip(spec.rows, idents))
     comparisons = []
     for (name, widths), trained, rec in zip(spec.architectures, others, archs):

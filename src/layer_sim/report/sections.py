@@ -53,7 +53,8 @@ __all__ = [
 
 #: Modules whose import registers the library's own sections (add yours here).
 BUILTIN = ("layer_sim.report.sanity", "layer_sim.report.seeds", "layer_sim.report.gradient_study",
-           "layer_sim.report.pruning", "layer_sim.report.dynamics", "layer_sim.report.correlations")
+           "layer_sim.report.pruning", "layer_sim.report.dynamics", "layer_sim.report.correlations",
+           "layer_sim.report.table2_study")
 
 # ---------------------------------------------------------------------------- blocks
 
