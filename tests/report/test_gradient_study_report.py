@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 
 import pytest
+from _reading import report_section
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
@@ -49,15 +50,8 @@ def _identification_metrics(path) -> dict[str, dict[str, float]]:
     return out
 
 
-def _section(path):
-    with Store(path) as s:
-        doc = build_report(s)
-    (sec,) = [sec for sec in doc.sections if sec.title == TITLE]
-    return doc, sec
-
-
 def test_the_tables_show_the_store_s_identifications(store):
-    doc, sec = _section(store)
+    doc, sec = report_section(store, TITLE)
     assert len(doc.sections) == 1  # every run belongs to the experiment: no generic section
     stored = _identification_metrics(store)
     assert set(stored) == {i.label for i in gs.INDEXES}
@@ -80,7 +74,7 @@ def test_the_tables_show_the_store_s_identifications(store):
 
 
 def test_the_three_figures_are_pngs_that_are_not_blank(store, tmp_path):
-    _, sec = _section(store)
+    _, sec = report_section(store, TITLE)
     figures = [b for b in sec.blocks if isinstance(b, Figure)]
     assert [f.name for f in figures] == ["grid", "per-layer", "curves"]
     for f in figures:
@@ -111,7 +105,7 @@ def test_an_unfinished_study_is_reported_as_such(tmp_path):
     path = tmp_path / "results.sqlite"
     with Store(path, write=True) as s:  # recorded, nothing run yet (as while stage 1 trains)
         s.record_experiment(experiment_key(gs.NAME, SPEC), name=gs.NAME, spec_json=canonical_json(SPEC.to_dict()))
-    _, sec = _section(path)
+    _, sec = report_section(path, TITLE)
     assert any(b.text.startswith("Not complete, so not shown: gradient study: 11 of 11 units are not done")
                for b in sec.blocks if isinstance(b, Text))
 

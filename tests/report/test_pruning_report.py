@@ -9,6 +9,7 @@ import re
 import sqlite3
 
 import pytest
+from _reading import report_section
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
@@ -16,7 +17,7 @@ from layer_sim._io import canonical_json
 from layer_sim.cli import app
 from layer_sim.experiments import experiment_key
 from layer_sim.experiments import pruning as study
-from layer_sim.report.sections import Figure, Table, Text, build_report
+from layer_sim.report.sections import Figure, Table, Text
 from layer_sim.store import Store
 
 ARGS = ["--seeds", "0,1", "--epochs", "1", "--iterations", "1", "--examples", "300", "--limit-train", "300"]
@@ -57,15 +58,8 @@ def _runs(path) -> list[tuple[str, dict, dict[str, float]]]:
     return [(kind, json.loads(spec), by_key.get(key, {})) for key, kind, spec in runs]
 
 
-def _section(path):
-    with Store(path) as s:
-        doc = build_report(s)
-    (sec,) = [sec for sec in doc.sections if sec.title == TITLE]
-    return doc, sec
-
-
 def test_the_tables_show_the_store_s_networks_and_similarities(store):
-    doc, sec = _section(store)
+    doc, sec = report_section(store, TITLE)
     assert len(doc.sections) == 1  # every run belongs to the experiment: no generic section
     runs = _runs(store)
     assert sorted(kind for kind, _, _ in runs) == ["network.train"] * 2 + ["pruning.compare"] * 3 + ["pruning.imp"] * 2
@@ -109,7 +103,7 @@ def test_the_tables_show_the_store_s_networks_and_similarities(store):
 
 
 def test_the_two_figures_are_pngs_that_are_not_blank(store, tmp_path):
-    _, sec = _section(store)
+    _, sec = report_section(store, TITLE)
     figures = [b for b in sec.blocks if isinstance(b, Figure)]
     assert [f.name for f in figures] == ["accuracy-vs-sparsity", "similarity-vs-sparsity"]
     for f in figures:
@@ -138,6 +132,6 @@ def test_an_unfinished_study_is_reported_as_such(tmp_path):
     path = tmp_path / "results.sqlite"
     with Store(path, write=True) as s:  # recorded, nothing run yet (as while stage 1 trains)
         s.record_experiment(experiment_key(study.NAME, SPEC), name=study.NAME, spec_json=canonical_json(SPEC.to_dict()))
-    _, sec = _section(path)
+    _, sec = report_section(path, TITLE)
     assert any(b.text.startswith("Not complete, so not shown: pruning study: 7 of 7 units are not done")
                for b in sec.blocks if isinstance(b, Text))

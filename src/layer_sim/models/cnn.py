@@ -109,9 +109,14 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, num_classes)`` for images ``x`` of shape ``(n, 1, 28, 28)``."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != _INPUT_SHAPE:
-            raise InputError(f"LeNet5: expected images of shape (n, 1, 28, 28), got shape {tuple(x.shape)}")
+        _check_images("LeNet5", x)
         return self.classifier(self.flatten(self.features(x)))
+
+
+def _check_images(where: str, x: torch.Tensor) -> None:
+    # Both CNNs take MNIST-shaped batches; a wrong shape would otherwise fail deep in a conv layer.
+    if x.ndim != 4 or tuple(x.shape[1:]) != _INPUT_SHAPE:
+        raise InputError(f"{where}: expected images of shape (n, 1, 28, 28), got shape {tuple(x.shape)}")
 
 
 def _check_num_classes(where: str, num_classes) -> int:
@@ -244,8 +249,7 @@ class Tiny10(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, num_classes)`` for images ``x`` of shape ``(n, 1, 28, 28)``."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != _INPUT_SHAPE:
-            raise InputError(f"Tiny10: expected images of shape (n, 1, 28, 28), got shape {tuple(x.shape)}")
+        _check_images("Tiny10", x)
         h = x
         for k in range(1, len(TINY10_CONVS) + 1):
             h = getattr(self, f"block{k}")(h)
