@@ -46,6 +46,8 @@ REFUSED = [
     (["train", "-o", "/proc/version/sub"], ["--output /proc/version/sub: exists and is not a directory"]),
     (["sanity-check", "-o", "{out}", "--nets", "99999999999999999999"], [r"sanity_check: nets must be an integer in [2, 1000]"]),
     (["sanity-check", "-o", "{out}", "--examples", "0"], ["sanity_check: examples must be an integer larger than every layer width"]),
+    (["table2-study", "-o", "{out}", "--flatten-max-features", "wide"], ["--flatten-max-features: expected an integer or 'none', got 'wide'"]),
+    (["table2-study", "-o", "{out}", "--flatten-max-features", "0"], ["Table2StudySpec: flatten_max_features must be"]),
     (["runs", "list", "--store", "{out}"], ["no such file (a sweep creates it)"]),
     (["train", "-o", "{out}", "--store", "/dev/null"], ["store /dev/null: is an empty file, not a layer_sim results store"]),
     (["sanity-check", "-o", "{out}", "--store", "/proc/version/x"], ["store /proc/version/x: cannot be opened for writing"]),

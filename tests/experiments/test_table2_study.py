@@ -117,7 +117,8 @@ ROWS = (Row("CKA (Linear)", "linear_cka", {}, 99.3), Row("CCA (ρ̄)", "cca_rho"
 
 def _spec(**changes):
     base = dict(mlp=TINY, unequal=(784, 40, 12, 10), width_draws=(0,), random_range=(8, 40), nets=3, examples=90,
-                ratios=(1.1, 2.0), rbf_max_rows=150, cnns=("LeNet5",), cnn_epochs=1, cnn_limit_train=200, rows=ROWS)
+                ratios=(1.1, 2.0), rbf_max_rows=150, flatten_max_features=None, cnns=("LeNet5",), cnn_epochs=1,
+                cnn_limit_train=200, rows=ROWS)
     return t2.Table2StudySpec(**{**base, **changes})
 
 
@@ -184,6 +185,23 @@ def test_wide_flattened_maps_plan_only_gram_measures():
     cells = [c for c in t2._cells(spec) if c[0] == "cnn" and c[4] == "flatten"]
     assert {c[2].measure: c[6] is not None for c in cells} == {"linear_cka": True, "cca_rho": False, "rbf_cka": True}
     assert "flatten_max_features=1000" in next(c[8] for c in cells if c[2].measure == "cca_rho")
+
+
+def test_pwcca_is_planned_only_where_no_ties_are_forced():
+    # equal (24, 20 wide): n/p = 1.1 is 27 rows, 24 + 24 - 26 = 22 correlations forced, 20 + 20 - 26 = 14;
+    # n/p = 2 is 48 rows, 24 + 24 - 47 = 1: a single forced correlation, whose variate is unique
+    spec = _spec(rows=ROWS + (Row("PWCCA", "pwcca", {}, 11.1),))
+    planned = {(c[0], c[1].name, c[4], c[3]): c for c in t2._cells(spec) if c[2].measure == "pwcca"}
+    assert planned["examples", "equal", "flatten", 27][6] is None
+    assert "force up to 22 canonical correlations to 1" in planned["examples", "equal", "flatten", 27][8]
+    assert planned["examples", "equal", "flatten", 48][6] is not None
+    assert planned["widths", "equal", "flatten", 90][6] is not None
+    # flattened LeNet-5 on 90 rows: every layer (3,456, 864, 1,024, 256 features) has rank 89 = n - 1,
+    # so every correlation of every pair is forced and PWCCA = 1 is defined: planned
+    assert planned["cnn", "LeNet5", "flatten", 90][6] is not None
+    # on 2,000 rows relu1 (rank 1,999) still forces all of its pairs, but relu2 with itself forces
+    # 1,024 + 1,024 - 1,999 = 49 of its 1,024 correlations
+    assert t2._forced_ties([3456, 864, 1024, 256], 2000) == 49
 
 
 def test_spec_is_checked_and_round_trips():
@@ -259,3 +277,4 @@ def test_cli_command_is_registered_with_its_options():
 
     out = CliRunner().invoke(app, ["table2-study", "--help"], terminal_width=100)
     assert out.exit_code == 0 and "--full" in out.output and "--cnns" in out.output
+

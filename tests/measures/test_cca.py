@@ -224,6 +224,47 @@ def test_pwcca_between_min_and_max_correlation_and_translation_invariant(data):
     assert pwcca(x + rng.uniform(-50, 50, x.shape[1]), y) == pytest.approx(v, abs=1e-9)
 
 
+def _pwcca_from_variates(xc, h, rho):
+    # PWCCA's definition with explicit variates h (n x k, orthonormal columns): weights sum_j |<h_i, x_j>|
+    w = np.abs(h.T @ xc).sum(axis=1)
+    return float((w / w.sum() * rho).sum())
+
+
+def test_pwcca_with_forced_ties_has_no_unique_value_so_it_raises():
+    # n = 30 rows, p = 20, q = 15: centred, 20 + 15 - 29 = 6 correlations are 1 whatever the data.
+    # Two equally valid sets of canonical variates (the SVD's, and the same with the six tied ones
+    # rotated among themselves) give different PWCCA by its own formula: no value is the right one.
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((30, 20)), rng.standard_normal((30, 15))
+    xc, yc = centred(x), centred(y)
+    ux, uy = np.linalg.svd(xc, full_matrices=False)[0][:, :20], np.linalg.svd(yc, full_matrices=False)[0][:, :15]
+    a, rho, _ = np.linalg.svd(ux.T @ uy, full_matrices=False)
+    assert np.sum(rho > 1 - 1e-9) == 6
+    h = ux @ a[:, :15]
+    turn, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    h2 = h.copy()
+    h2[:, :6] = h[:, :6] @ turn
+    np.testing.assert_allclose(h2.T @ h2, np.eye(15), atol=1e-12)  # still orthonormal canonical variates
+    first, second = _pwcca_from_variates(xc, h, rho), _pwcca_from_variates(xc, h2, rho)
+    assert abs(first - second) > 1e-4
+    with pytest.raises(DegenerateInputError, match="pwcca: x has rank 20 and y rank 15 on 30 examples, so 6 canonical "
+                                                   "correlations are forced to 1 .* use at least 36 examples"):
+        pwcca(x, y)
+
+
+@pytest.mark.parametrize("n, p, q", [(36, 20, 15), (35, 20, 15), (25, 30, 8), (40, 3, 50)])
+def test_pwcca_is_defined_without_ties_with_one_forced_tie_or_when_every_correlation_is_forced(n, p, q):
+    # n >= p + q + 1: no tie; n = p + q: one forced correlation, its variate unique; p >= n - 1 or
+    # q >= n - 1: every correlation is 1, and so is PWCCA whatever the weights.
+    rng = np.random.default_rng(n)
+    x, y = rng.standard_normal((n, p)), rng.standard_normal((n, q))
+    value = pwcca(x, y)
+    if min(p, n - 1) + min(q, n - 1) - (n - 1) >= min(p, q):
+        assert value == pytest.approx(1.0, abs=1e-10)
+    # and then the neuron order of x does not matter (it would under ties)
+    assert pwcca(x[:, rng.permutation(p)], y) == pytest.approx(value, abs=1e-10)
+
+
 # --- linear regression ------------------------------------------------------------------------
 
 

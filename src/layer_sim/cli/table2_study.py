@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,11 +18,21 @@ from layer_sim.cli._shared import (
     WorkersOption,
     store_path,
 )
+from layer_sim.errors import ConfigError
 
 __all__ = ["EXAMPLE", "SUMMARY", "table2_study_command"]
 
 SUMMARY = "Why our Table 2 differs from the paper's: layer widths, examples per feature, CNN layouts."
 EXAMPLE = "Example: layer-sim table2-study --output results/table2 --workers 2"
+
+
+def _int_or_none(option: str, value: str) -> int | None:
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{option}: expected an integer or 'none', got {value!r}") from None
 
 
 def table2_study_command(
@@ -30,6 +41,7 @@ def table2_study_command(
     nets: Annotated[Optional[int], typer.Option("--nets", help="Networks (seeds 0..N-1) per family (default 5; 10 with --full).")] = None,
     examples: Annotated[Optional[int], typer.Option("--examples", help="MNIST test images of the widths and CNN parts (default 2000).")] = None,
     cnns: Annotated[Optional[str], typer.Option("--cnns", help="CNNs of the CNN part: LeNet5 (default), Tiny10, LeNet5,Tiny10 (--full) or 'none'.")] = None,
+    flatten_max_features: Annotated[Optional[str], typer.Option("--flatten-max-features", metavar="<int|none>", help="Flattened conv maps wider than this get the Gram-route indexes only (default 2048; 'none' with --full: every index).")] = None,
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
@@ -42,7 +54,6 @@ def table2_study_command(
 
     A command of its own rather than a flag of sanity-check: it has its own parts, options and outputs. Every identification is a unit in the results store (networks in the checkpoint cache, the equal-width MLPs being the sanity check's), so a rerun skips what is done and an interrupted run resumes.
     """
-    writable_dir(output)
     from rich.console import Console
 
     from layer_sim.experiments.table2_study import Table2StudySpec, run_table2_study
@@ -51,6 +62,10 @@ def table2_study_command(
 
     kinds = None if cnns is None else (() if cnns.strip() == "none" else tuple(k.strip() for k in cnns.split(",")))
     spec = Table2StudySpec.make(full=full, nets=nets, examples=examples, cnns=kinds)
+    if flatten_max_features is not None:
+        spec = dataclasses.replace(spec, flatten_max_features=_int_or_none("--flatten-max-features",
+                                                                          flatten_max_features))
+    writable_dir(output)
     console = Console()
     executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
     result = run_table2_study(spec, store=store_path(store, output), executor=executor, cache_dir=cache_dir,

@@ -29,7 +29,10 @@ CNN and seed), stage 2 runs one ``table2.identify`` unit per cell; :func:`collec
 O(rows²) per pair, so its cells are planned only up to ``rbf_max_rows`` matrix rows; on flattened
 conv maps wider than ``flatten_max_features`` only the Gram-route indexes (:data:`GRAM_MEASURES`,
 O(rows²·p)) are planned, the feature-space ones (CCA family, regression, Procrustes: O(rows·p²) or
-a p × p SVD) are not. The others are listed in ``Table2StudyResult.not_computed`` with the reason.
+a p × p SVD) are not. PWCCA is not planned where the shapes force two or more (not all)
+canonical correlations of a pair of layers to 1: its weights are then not defined
+(:func:`~layer_sim.measures.pwcca` raises). The others are listed in
+``Table2StudyResult.not_computed`` with the reason.
 """
 
 from __future__ import annotations
@@ -289,9 +292,12 @@ class Table2StudySpec:
         n / p of the examples part (strictly increasing).
     rbf_max_rows : int or None, default=2048
         RBF CKA cells with more matrix rows are not planned; None plans them all.
-    flatten_max_features : int or None, default=4096
+    flatten_max_features : int or None, default=2048
         Flattened CNN cells whose widest layer has more features are planned for
-        :data:`GRAM_MEASURES` only; None plans them all.
+        :data:`GRAM_MEASURES` only; None plans them all. The default leaves out LeNet-5's
+        flattened feature-space cells (relu1 has 3,456 features): on this project's 2-core
+        machine they took 420 s of the 527 s its 13 flattened cells took (idle, 2026-12-02),
+        for correlations that relu1's 3,456 features on 2,000 rows force to 1 anyway.
     cnns : tuple of str, default=("LeNet5",)
         Model kinds of the cnn part, from :data:`CNNS` (``()`` skips it). Tiny-10 is in ``full``
         only: five Tiny-10 trainings alone took 8.6 min wall each under today's load.
@@ -313,7 +319,7 @@ class Table2StudySpec:
     examples: int = 2000
     ratios: tuple[float, ...] = RATIOS
     rbf_max_rows: int | None = 2048
-    flatten_max_features: int | None = 4096
+    flatten_max_features: int | None = 2048
     cnns: tuple[str, ...] = ("LeNet5",)
     cnn_epochs: int = 2
     cnn_limit_train: int | None = 20_000
@@ -516,14 +522,28 @@ def _rows_of(examples: int, layout: str, shapes: Mapping[str, tuple[int, int, in
     return examples * min(s[1] for s in shapes.values()) * min(s[2] for s in shapes.values())
 
 
-def _skip_reason(spec: Table2StudySpec, row: Row, layout: str, rows: int, widest: int | None) -> str | None:
+def _forced_ties(features: Sequence[int], rows: int) -> int:
+    """Most canonical correlations the shapes force to 1 in a pair of layers where some are left free (0: none).
+
+    PWCCA is not defined when two or more, but not all, are forced (see :func:`~layer_sim.measures.pwcca`);
+    nominal widths bound the real ranks from above, so a cell planned on them never raises.
+    """
+    ranks = [min(p, rows - 1) for p in features]
+    return max((a + b - (rows - 1) for a in ranks for b in ranks if a + b - (rows - 1) < min(a, b)), default=0)
+
+
+def _skip_reason(spec: Table2StudySpec, row: Row, layout: str, rows: int, features: Sequence[int]) -> str | None:
     """Why a cell is not planned (None: it is)."""
+    widest = max(features)
     if row.measure == "rbf_cka" and spec.rbf_max_rows is not None and rows > spec.rbf_max_rows:
         return f"RBF CKA on {rows} rows > rbf_max_rows={spec.rbf_max_rows}"
-    if (layout == "flatten" and widest is not None and spec.flatten_max_features is not None
-            and widest > spec.flatten_max_features and row.measure not in GRAM_MEASURES):
+    if (layout == "flatten" and spec.flatten_max_features is not None and widest > spec.flatten_max_features
+            and row.measure not in GRAM_MEASURES):
         return (f"{row.measure} on flattened maps of {widest} features > flatten_max_features="
                 f"{spec.flatten_max_features} (feature-space cost)")
+    if row.measure == "pwcca" and (ties := _forced_ties(features, rows)) >= 2:
+        return (f"PWCCA not defined: {rows} rows force up to {ties} canonical correlations to 1, whose variates "
+                f"(hence the weights) are not unique")
     return None
 
 
@@ -535,8 +555,11 @@ def _cells(spec: Table2StudySpec):
 
     def add(part, family, row, examples, layout, ratio, layers, shapes):
         rows = _rows_of(examples, layout, shapes)
-        widest = None if shapes is None else max(math.prod(s) for s in shapes.values())
-        reason = _skip_reason(spec, row, layout, rows, widest)
+        if shapes is None:
+            features = family.network.model.widths[1:-1]
+        else:
+            features = [math.prod(s) if layout == "flatten" else s[0] for s in shapes.values()]
+        reason = _skip_reason(spec, row, layout, rows, features)
         unit = _cell_spec(family, seeds, examples, row, layout, layers) if reason is None else None
         out.append((part, family, row, examples, layout, ratio, unit, rows, reason))
 

@@ -18,6 +18,7 @@ from functools import partial
 import torch
 
 from layer_sim._options import Choice, Real, check, strict_signature
+from layer_sim.errors import DegenerateInputError
 from layer_sim.measures._features import CONSTANT, centred, degenerate_error
 from layer_sim.measures._linalg import SVDState, svd_state
 from layer_sim.measures._registry import Measure, get, register
@@ -116,6 +117,19 @@ def _svcca_r2(*, variance: float) -> Measure:
 
 def _pwcca_score(a: SVDState, b: SVDState) -> torch.Tensor:
     _require_variation("pwcca", a, b)
+    # Shapes alone force rank_x + rank_y - (n - 1) canonical correlations to 1. Any orthonormal
+    # basis of their shared subspace is a valid set of canonical variates, and the weights
+    # sum_j |<h_i, x_j>| change with that choice (an L1 sum is not rotation invariant): measured,
+    # permuting x's neurons then moves PWCCA (0.95729-0.95745 at n = 282, p = q = 256), so no
+    # value is the right one. A single forced correlation has a unique variate, and when every
+    # correlation is forced the weights no longer matter (PWCCA = 1).
+    tied = a.rank + b.rank - (a.n - 1)
+    if 2 <= tied < min(a.rank, b.rank):
+        raise DegenerateInputError(
+            f"pwcca: x has rank {a.rank} and y rank {b.rank} on {a.n} examples, so {tied} canonical correlations "
+            f"are forced to 1 and their variates, hence PWCCA's weights, are not unique; use at least "
+            f"{a.rank + b.rank + 1} examples"
+        )
     # M = U_x^T U_y = A diag(rho) B^T; the canonical variates of x are H = U_x A, so
     # H^T X_c = A^T U_x^T U_x diag(s) V^T = A^T diag(s) V^T: no n-sized product needed.
     A, rho, _ = torch.linalg.svd(a.u.mT @ b.u, full_matrices=False)
@@ -379,7 +393,8 @@ def pwcca(x, y):
     Raises
     ------
     InputError, DegenerateInputError
-        As :func:`canonical_correlations`.
+        As :func:`canonical_correlations`; also DegenerateInputError when too few examples force
+        two or more (but not all) canonical correlations to 1 (see Notes).
 
     Notes
     -----
@@ -393,7 +408,10 @@ def pwcca(x, y):
     * rank is decided by the SVD tolerance of :func:`canonical_correlations` instead of the
       reference's ``epsilon`` regularisation and low-activation neuron filtering.
 
-    When canonical correlations are tied the variates, hence the weights, are not unique.
+    When canonical correlations are tied the variates, hence the weights, are not unique. Ties
+    the shapes force (``rank X_c + rank Y_c - (n - 1) >= 2`` correlations equal to 1, fewer than
+    all of them) raise :class:`~layer_sim.errors.DegenerateInputError`; ties in the data itself
+    (e.g. ``y`` repeating some of ``x``'s columns) are not detected.
 
     References
     ----------
