@@ -3,18 +3,22 @@
 Each bundle is an ``Annotated`` type a command uses as a parameter annotation, so ``--device``,
 ``--data-dir``, ``--cache-dir``, ``--seeds``, ``--output`` and the sweep options ``--store``,
 ``--workers``, ``--backend``, ``--ray-address`` are spelt, documented and checked the same way in
-every command. An experiment command takes the sweep bundle and hands it on::
+every command. An experiment command takes the four sweep options as one parameter, which
+:func:`sweep_options` turns into the four options (in its place) and back into one
+:class:`SweepOptions`::
 
-    def my_experiment_command(output: ..., store: StoreOption = None, workers: WorkersOption = DEFAULT_WORKERS,
-                              backend: BackendOption = DEFAULT_BACKEND, ray_address: RayAddressOption = None):
+    @sweep_options
+    def my_experiment_command(ctx: typer.Context, output: ..., sweep: SweepOptions = SWEEP_DEFAULTS):
         writable_dir(output)
-        executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-        run_experiment(MY_EXPERIMENT, spec, store_path(store, output), executor, command=command_line())
+        run_experiment(MY_EXPERIMENT, spec, sweep.store_for(output), sweep.executor(), command=command_line(ctx))
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -26,8 +30,9 @@ from layer_sim.runs.executors import BACKENDS, DEFAULT_BACKEND, DEFAULT_WORKERS
 from layer_sim.store import default_store_path
 
 __all__ = ["Device", "DataDir", "CacheDir", "Seeds", "StoreOption", "WorkersOption", "BackendOption",
-           "RayAddressOption", "DEFAULT_WORKERS", "DEFAULT_BACKEND", "PATH", "MAX_SEEDS", "output_option", "parse_seeds",
-           "parse_path", "writable_dir", "store_path", "command_line"]
+           "RayAddressOption", "DEFAULT_WORKERS", "DEFAULT_BACKEND", "SweepOptions", "SWEEP_DEFAULTS", "sweep_options",
+           "PATH", "MAX_SEEDS", "output_option", "parse_seeds", "parse_path", "writable_dir", "store_path",
+           "command_line"]
 
 #: More seeds than any run trains: a longer range is a typo, refused before it is listed.
 MAX_SEEDS = 10_000
@@ -89,6 +94,61 @@ RayAddressOption = Annotated[Optional[str], typer.Option(
 def store_path(store: Path | None, output: Path) -> Path:
     """``--store`` if given, else the default store of the output directory."""
     return store if store is not None else default_store_path(output)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """``--store``, ``--workers``, ``--backend`` and ``--ray-address`` as one value (see :func:`sweep_options`)."""
+
+    store: Path | None = None
+    workers: int = DEFAULT_WORKERS
+    backend: str = DEFAULT_BACKEND
+    ray_address: str | None = None
+
+    def store_for(self, output: Path) -> Path:
+        """The results store: ``--store``, else ``output``'s default (:func:`store_path`)."""
+        return store_path(self.store, output)
+
+    def executor(self):
+        """Where the units run (:func:`layer_sim.runs.make_executor`; checks the combination, e.g. --ray-address without ray)."""
+        from layer_sim.runs import make_executor  # imports the runs package: only when a command runs
+
+        return make_executor(workers=self.workers, backend=self.backend, ray_address=self.ray_address)
+
+
+#: The options' defaults: a command's default for its ``sweep`` parameter, so that calling it directly also works.
+SWEEP_DEFAULTS = SweepOptions()
+#: (parameter, annotation, default) of each option, in the order the options appear in ``--help``.
+_SWEEP_PARAMETERS = (("store", StoreOption, SWEEP_DEFAULTS.store), ("workers", WorkersOption, SWEEP_DEFAULTS.workers),
+                     ("backend", BackendOption, SWEEP_DEFAULTS.backend),
+                     ("ray_address", RayAddressOption, SWEEP_DEFAULTS.ray_address))
+
+
+def sweep_options(command: Callable) -> Callable:
+    """Give a typer command the four sweep options where its parameter ``sweep`` stands; it receives them as one :class:`SweepOptions`.
+
+    typer builds a command's options from its signature, and has no option bundles: the wrapper's
+    ``__signature__`` replaces ``sweep`` by the four parameters (annotations evaluated, as typer
+    would), and the wrapper folds them back into ``sweep=SweepOptions(...)``.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    if "sweep" not in signature.parameters:
+        raise TypeError(f"sweep_options: {command.__name__} has no parameter 'sweep'")
+    parameters = []
+    for param in signature.parameters.values():
+        if param.name != "sweep":
+            parameters.append(param)
+            continue
+        parameters += [inspect.Parameter(name, param.kind, default=default, annotation=annotation)
+                       for name, annotation, default in _SWEEP_PARAMETERS]
+
+    @functools.wraps(command)
+    def with_sweep_options(*args, **kwargs):
+        sweep = SweepOptions(*(kwargs.pop(name) for name, _, _ in _SWEEP_PARAMETERS))
+        return command(*args, **kwargs, sweep=sweep)
+
+    with_sweep_options.__signature__ = signature.replace(parameters=parameters)
+    return with_sweep_options
 
 
 def command_line(ctx: typer.Context) -> list[str]:

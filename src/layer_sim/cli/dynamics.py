@@ -10,19 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
+    SWEEP_DEFAULTS,
     DataDir,
     Device,
-    RayAddressOption,
     Seeds,
-    StoreOption,
-    WorkersOption,
+    SweepOptions,
     command_line,
     output_option,
     parse_seeds,
     store_path,
+    sweep_options,
     writable_dir,
 )
 from layer_sim.errors import ConfigError
@@ -100,6 +97,7 @@ def _print_finals(console, result, title: str) -> None:
 
 
 @app.command("run", epilog=RUN_EXAMPLE)
+@sweep_options
 def run_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, curves-<a>-<b>.png "
@@ -116,10 +114,7 @@ def run_command(
     probe_every: ProbeEvery = None,
     device: Device = None,
     data_dir: DataDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     limit_train: LimitTrain = None,
 ) -> None:
     """Train one configuration (digit pair, learning rate, readout learning rate) from several seeds.
@@ -139,7 +134,7 @@ def run_command(
     runs = [PairRun(pair=pair, lr=lr, readout_lr=readout_lr, seed=s, protocol=protocol,
                     epochs=DEFAULT_SWEEP_EPOCHS if epochs is None else epochs, **fields) for s in parse_seeds(seeds)]
     console = Console()
-    result = _study(runs, output, store, workers, backend, ray_address, device, console, command_line(ctx))
+    result = _study(runs, output, sweep, device, console, command_line(ctx))
     written = write_study(result, output)
     _print_finals(console, result, f"MNIST [{pair[0]} {pair[1]}], protocol {protocol}: epoch {runs[0].epochs}, "
                                            f"mean ± std over {len(runs)} seeds")
@@ -147,6 +142,7 @@ def run_command(
 
 
 @app.command("sweep", epilog=SWEEP_EXAMPLE)
+@sweep_options
 def sweep_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for epochs.csv, history.csv.gz, final.*, figures and the "
@@ -165,10 +161,7 @@ def sweep_command(
     probe_every: SweepProbeEvery = None,
     device: Device = None,
     data_dir: DataDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     limit_train: LimitTrain = None,
 ) -> None:
     """The report's grid: digit pairs x (learning rate, readout learning rate) x seeds.
@@ -194,7 +187,7 @@ def sweep_command(
                       full=full, **fields)  # fmt: skip
     console = Console()
     console.print(f"{len(runs)} runs ({runs[0].epochs} epochs each) under {output}")
-    result = _study(runs, output, store, workers, backend, ray_address, device, console, command_line(ctx))
+    result = _study(runs, output, sweep, device, console, command_line(ctx))
     written = write_study(result, output)
     _print_finals(console, result, f"Epoch {runs[0].epochs}, mean ± std over seeds")
     console.print(f"wrote {len(written)} files under {output}")
@@ -229,6 +222,7 @@ def snapshots_command(
 
 
 @app.command("correlations", epilog=CORRELATIONS_EXAMPLE)
+@sweep_options
 def correlations_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for table.md, correlations.*, runs.*, heatmap.png and the "
@@ -244,10 +238,7 @@ def correlations_command(
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples of each interval.")] = 2000,
     device: Device = None,
     data_dir: DataDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     limit_train: LimitTrain = None,
 ) -> None:
     """Canatar & Pehlevan's (2022) Table I on MNIST MLPs: Pearson r of hyperparameters and outcomes with outcomes.
@@ -262,28 +253,26 @@ def correlations_command(
 
     from layer_sim.experiments.correlations import correlation_design, correlation_study
     from layer_sim.report.correlations import table_markdown, write_correlations
-    from layer_sim.runs import make_executor
 
     _set_data_dir(data_dir)
     kw = {} if limit_train is None else {"limit_train": limit_train}
     design = correlation_design(full=full, replicates=replicates, epochs=epochs, probe_size=probe_size, runs=runs, **kw)
     console = Console()
     console.print(f"{len(design)} runs ({design[0].epochs} epochs each) under {output}")
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    result = correlation_study(design, store_path(store, output), executor, n_boot=n_boot, command=command_line(ctx),
+    executor = sweep.executor()
+    result = correlation_study(design, sweep.store_for(output), executor, n_boot=n_boot, command=command_line(ctx),
                                device=device or "cpu", progress=None, log=console.print)  # fmt: skip
     written = write_correlations(result, output)
     typer.echo(table_markdown(result))
     console.print(f"wrote {len(written)} files under {output}")
 
 
-def _study(runs, output, store, workers, backend, ray_address, device, console, command):
+def _study(runs, output, sweep, device, console, command):
     from layer_sim.experiments.learning_dynamics import study
-    from layer_sim.runs import make_executor
 
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+    executor = sweep.executor()
     # run_sweep logs each failed attempt and the summary line ("N units: d done, s skipped ...").
-    return study(runs, store_path(store, output), executor, command=command, device=device or "cpu", progress=None,
+    return study(runs, sweep.store_for(output), executor, command=command, device=device or "cpu", progress=None,
                  log=console.print)  # fmt: skip
 
 

@@ -8,19 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
+    SWEEP_DEFAULTS,
     CacheDir,
     DataDir,
     Device,
-    RayAddressOption,
-    StoreOption,
-    WorkersOption,
+    SweepOptions,
     command_line,
     output_option,
     parse_seeds,
-    store_path,
+    sweep_options,
     writable_dir,
 )
 from layer_sim.errors import ConfigError
@@ -31,6 +27,7 @@ SUMMARY = "Gradient CKA/NBS vs vanilla CKA: layer identification and similarity 
 EXAMPLE = "Example: layer-sim gradient-study --output results/gradients"
 
 
+@sweep_options
 def gradient_study_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/, curves.png|csv and the results store.")],
@@ -38,10 +35,7 @@ def gradient_study_command(
     examples: Annotated[int, typer.Option("--examples", help="MNIST test images every index is computed on.")] = 1000,
     trajectory_seeds: Annotated[str, typer.Option("--trajectory-seeds", help="Seeds retrained with a checkpoint per epoch: a range 0-2 or a list 0,1.")] = "0-2",
     beta: Annotated[float, typer.Option("--beta", help="Tang et al.'s smoothing of q (not 1).")] = 0.5,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
@@ -59,7 +53,6 @@ def gradient_study_command(
 
     from layer_sim.experiments.gradient_study import GradientStudySpec, run_gradient_study
     from layer_sim.report.gradient_study import write_gradient_study
-    from layer_sim.runs import make_executor
     from layer_sim.training import DEFAULT_SPEC
 
     changes = {"widths": None if widths is None else _parse_widths(widths), "epochs": epochs,
@@ -67,8 +60,8 @@ def gradient_study_command(
     network = DEFAULT_SPEC.replace(**{k: v for k, v in changes.items() if v is not None})
     spec = GradientStudySpec(network, nets=nets, examples=examples, trajectory_seeds=seeds, beta=beta)
     console = Console()
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    path = store_path(store, output)
+    executor = sweep.executor()
+    path = sweep.store_for(output)
     result, _ = run_gradient_study(spec, path, executor, command=command_line(ctx), device=device, data_dir=data_dir,
                                    cache_dir=cache_dir, progress=None, log=console.print)  # fmt: skip
     written = write_gradient_study(result, output)

@@ -10,20 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
+    SWEEP_DEFAULTS,
     CacheDir,
     DataDir,
     Device,
-    RayAddressOption,
     Seeds,
-    StoreOption,
-    WorkersOption,
+    SweepOptions,
     command_line,
     output_option,
     parse_seeds,
-    store_path,
+    sweep_options,
     writable_dir,
 )
 
@@ -33,6 +29,7 @@ SUMMARY = "IMP-pruned vs complete LeNet-5 on MNIST, layer by layer, beside the s
 EXAMPLE = "Example: layer-sim pruning-study --output results/pruning"
 
 
+@sweep_options
 def pruning_study_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for sparsity.csv, similarity.csv, summary.md and the figures.")],
@@ -46,10 +43,7 @@ def pruning_study_command(
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on the first N examples only (quick runs).", hidden=True)] = None,
 ) -> None:
     """Train LeNet-5 on MNIST with the original layer_sim's recipe, prune it by IMP with learning-rate rewinding, and compare every layer of each pruned network with its complete network (linear CKA, NBS, mean CCA after SVD to 99 %, PWCCA), beside the similarity of two complete networks from different seeds.
@@ -62,15 +56,14 @@ def pruning_study_command(
 
     from layer_sim.experiments.pruning import PruningStudySpec, pruning_study
     from layer_sim.report.pruning import write_pruning_study
-    from layer_sim.runs import make_executor
 
     if epochs is None:
         epochs = 15 if full else 5
     spec = PruningStudySpec(seeds=tuple(seed_list), epochs=epochs, iterations=iterations, rate=rate,
                             examples=examples, cca_layout=cca_layout, limit_train=limit_train)  # fmt: skip
     console = Console()
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    path = store_path(store, output)
+    executor = sweep.executor()
+    path = sweep.store_for(output)
     wall, cpu = time.perf_counter(), _cpu_seconds()
     result = pruning_study(spec, store=path, executor=executor, command=command_line(ctx), cache_dir=cache_dir,
                            data_dir=data_dir, device=device, progress=None, log=console.print)  # fmt: skip

@@ -8,18 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
+    SWEEP_DEFAULTS,
     CacheDir,
     DataDir,
     Device,
-    RayAddressOption,
-    StoreOption,
-    WorkersOption,
+    SweepOptions,
     command_line,
     output_option,
-    store_path,
+    sweep_options,
     writable_dir,
 )
 
@@ -29,6 +25,7 @@ SUMMARY = "Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs."
 EXAMPLE = "Example: layer-sim sanity-check --output results/sanity --workers 2"
 
 
+@sweep_options
 def sanity_check_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for table.md|csv|json, heatmaps/, architectures/ and the store.")],
@@ -38,10 +35,7 @@ def sanity_check_command(
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
 ) -> None:
     """Kornblith et al. (2019) Table 2 sanity check with MNIST MLPs: can each index find the corresponding layer?
 
@@ -53,11 +47,10 @@ def sanity_check_command(
 
     from layer_sim.experiments.sanity import sanity_check
     from layer_sim.report.sanity import TABLE_HEADERS, write_sanity_check
-    from layer_sim.runs import make_executor
 
     console = Console()
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    path = store_path(store, output)
+    executor = sweep.executor()
+    path = sweep.store_for(output)
     result = sanity_check(store=path, nets=nets, examples=examples, full=full, device=device, data_dir=data_dir,
                           cache_dir=cache_dir, executor=executor, command=command_line(ctx), progress=None,
                           log=console.print)  # fmt: skip

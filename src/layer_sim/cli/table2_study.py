@@ -8,15 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from layer_sim.cli._shared import CacheDir, DataDir, Device, output_option, writable_dir
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
-    RayAddressOption,
-    StoreOption,
-    WorkersOption,
-    store_path,
+    SWEEP_DEFAULTS,
+    CacheDir,
+    DataDir,
+    Device,
+    SweepOptions,
+    output_option,
+    sweep_options,
+    writable_dir,
 )
 from layer_sim.errors import ConfigError
 
@@ -35,6 +35,7 @@ def _int_or_none(option: str, value: str) -> int | None:
         raise ConfigError(f"{option}: expected an integer or 'none', got {value!r}") from None
 
 
+@sweep_options
 def table2_study_command(
     output: Annotated[Path, output_option("Directory for widths.*, examples.*, cnn.*, the figures and the results store.")],
     full: Annotated[bool, typer.Option("--full", help="10 networks, 3 width draws, 10 ratios n/p, RBF CKA and flattened maps everywhere, CNNs 5 epochs on all images.")] = False,
@@ -45,10 +46,7 @@ def table2_study_command(
     device: Device = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
 ) -> None:
     """Kornblith et al.'s layer identification for every index of Table 2, one factor varied at a time: MLPs of equal, halving and random widths; n from 1.1 to 20 examples per feature of the widest layer; LeNet-5 and Tiny-10 with conv maps flattened, channels as neurons and spatially averaged.
 
@@ -58,7 +56,6 @@ def table2_study_command(
 
     from layer_sim.experiments.table2_study import Table2StudySpec, run_table2_study
     from layer_sim.report.table2_study import write_table2_study
-    from layer_sim.runs import make_executor
 
     kinds = None if cnns is None else (() if cnns.strip() == "none" else tuple(k.strip() for k in cnns.split(",")))
     spec = Table2StudySpec.make(full=full, nets=nets, examples=examples, cnns=kinds)
@@ -67,8 +64,8 @@ def table2_study_command(
                                                                           flatten_max_features))
     writable_dir(output)
     console = Console()
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
-    result = run_table2_study(spec, store=store_path(store, output), executor=executor, cache_dir=cache_dir,
+    executor = sweep.executor()
+    result = run_table2_study(spec, store=sweep.store_for(output), executor=executor, cache_dir=cache_dir,
                               data_dir=data_dir, device=device, progress=None, log=console.print)  # fmt: skip
     written = write_table2_study(result, output)
     for cell in result.part("widths"):

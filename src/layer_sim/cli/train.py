@@ -8,19 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from layer_sim.cli._shared import (
-    DEFAULT_BACKEND,
-    DEFAULT_WORKERS,
-    BackendOption,
+    SWEEP_DEFAULTS,
     DataDir,
     Device,
-    RayAddressOption,
     Seeds,
-    StoreOption,
-    WorkersOption,
+    SweepOptions,
     command_line,
     output_option,
     parse_seeds,
-    store_path,
+    sweep_options,
     writable_dir,
 )
 from layer_sim.errors import ConfigError
@@ -42,6 +38,7 @@ def _check_threshold(value: float) -> float:
         raise ConfigError(f"--threshold must be a finite number in [0, 1], got {value!r}") from None
 
 
+@sweep_options
 def train_command(
     ctx: typer.Context,
     output: Annotated[Path, output_option("Directory for summary.json, the store and the checkpoints, <key>/seed-<k>/ (reused if they match).")],
@@ -50,10 +47,7 @@ def train_command(
     threshold: Annotated[float, typer.Option("--threshold", help="H0 of the one-sided t-test: mean test accuracy <= threshold.", callback=_check_threshold)] = 0.98,
     device: Device = None,
     data_dir: DataDir = None,
-    store: StoreOption = None,
-    workers: WorkersOption = DEFAULT_WORKERS,
-    backend: BackendOption = DEFAULT_BACKEND,
-    ray_address: RayAddressOption = None,
+    sweep: SweepOptions = SWEEP_DEFAULTS,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", help="Train on the first N examples only (quick runs).", hidden=True)] = None,
 ) -> None:
     """Train the default MLP on MNIST from each seed; report test accuracy and a t-test of mean > threshold.
@@ -65,15 +59,14 @@ def train_command(
 
     from layer_sim.experiments.seeds import train_seeds
     from layer_sim.report.seeds import write_seeds_summary
-    from layer_sim.runs import make_executor
     from layer_sim.training.spec import DEFAULT_SPEC
 
     seed_list = parse_seeds(seeds)
     writable_dir(output)
     spec = DEFAULT_SPEC.replace(**{k: v for k, v in (("epochs", epochs), ("limit_train", limit_train)) if v is not None})
-    executor = make_executor(workers=workers, backend=backend, ray_address=ray_address)
+    executor = sweep.executor()
     console = Console()
-    res = train_seeds(seed_list, store=store_path(store, output), spec=spec, threshold=threshold, cache_dir=output,
+    res = train_seeds(seed_list, store=sweep.store_for(output), spec=spec, threshold=threshold, cache_dir=output,
                       executor=executor, command=command_line(ctx), data_dir=data_dir, device=device, progress=None,
                       log=console.print)  # fmt: skip
     table = Table(title=f"MLP {list(spec.model.widths)}, {spec.recipe.epochs} epochs: MNIST test accuracy")
