@@ -225,8 +225,13 @@ def forced_share(widths: Sequence[int], rows: int) -> float:
     ranks = [min(check("forced_share", "widths", Int(1), p), rows - 1) for p in widths]
     if not ranks:
         raise ConfigError("forced_share: widths must name at least one layer")
-    shares = [max(0, a + b - (rows - 1)) / min(a, b) for a in ranks for b in ranks]
+    shares = [forced / min(a, b) for forced, a, b in _pair_ties(ranks, rows)]
     return math.fsum(shares) / len(shares)
+
+
+def _pair_ties(ranks: Sequence[int], rows: int) -> list[tuple[int, int, int]]:
+    """``(forced, r_i, r_j)`` for every ordered pair of layers of ranks ``r``: correlations the shapes force to 1 on ``rows`` rows."""
+    return [(max(0, a + b - (rows - 1)), a, b) for a in ranks for b in ranks]
 
 
 @strict_signature
@@ -530,8 +535,8 @@ def _forced_ties(features: Sequence[int], rows: int) -> int:
     PWCCA is not defined when two or more, but not all, are forced (see :func:`~layer_sim.measures.pwcca`);
     nominal widths bound the real ranks from above, so a cell planned on them never raises.
     """
-    ranks = [min(p, rows - 1) for p in features]
-    return max((a + b - (rows - 1) for a in ranks for b in ranks if a + b - (rows - 1) < min(a, b)), default=0)
+    ties = _pair_ties([min(p, rows - 1) for p in features], rows)
+    return max((forced for forced, a, b in ties if forced < min(a, b)), default=0)
 
 
 def _skip_reason(spec: Table2StudySpec, row: Row, layout: str, rows: int, features: Sequence[int]) -> str | None:
