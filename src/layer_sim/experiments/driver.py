@@ -33,6 +33,7 @@ from layer_sim.store import RunRecord, Store
 
 __all__ = [
     "Experiment",
+    "collect_experiment",
     "register_experiment",
     "get_experiment",
     "experiment_names",
@@ -138,7 +139,7 @@ def run_experiment(
     Every stage is one sweep on the same executor (its workers start once), recorded with
     ``command`` and the experiment's key. Units already done are skipped, so calling this again
     after an interruption finishes the experiment without redoing anything. The result is then
-    ``experiment.collect(store, spec)``.
+    :func:`collect_experiment` ``(experiment, spec, store)``.
 
     Parameters
     ----------
@@ -193,6 +194,14 @@ def run_experiment(
         return run(store)
     with Store(store, write=True) as opened:
         return run(opened)
+
+
+def collect_experiment(experiment: Experiment, spec, store: Store | str | os.PathLike):
+    """``experiment.collect(store, spec)`` on an open Store as it is, or on the store at a path, opened for the call."""
+    if isinstance(store, Store):
+        return experiment.collect(store, spec)
+    with Store(store) as opened:
+        return experiment.collect(opened, spec)
 
 
 def done_runs(store: Store, units: Sequence[Unit], *, what: str) -> list[RunRecord]:

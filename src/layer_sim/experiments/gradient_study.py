@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from layer_sim._options import Int, Real, check_options, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix, layer_identification
 from layer_sim.data.tasks import get_loss
 from layer_sim.errors import ConfigError, DataError
-from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.driver import Experiment, collect_experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import ensemble_unit, load_network
 from layer_sim.measures import get
 from layer_sim.representations import extract
@@ -449,5 +448,4 @@ def run_gradient_study(
     device = resolve_device("gradient_study", device)
     summaries = run_experiment(GRADIENT_STUDY, spec, store, executor, command=command, device=str(device or "cpu"),
                                data_dir=data_dir, cache_dir=cache_dir, retries=retries, progress=progress, log=log)
-    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
-        return collect(s, spec), summaries
+    return collect_experiment(GRADIENT_STUDY, spec, store), summaries

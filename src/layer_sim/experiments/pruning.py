@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,7 @@ from layer_sim import measures
 from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check, strict_signature
 from layer_sim.data.tasks import TaskSpec
 from layer_sim.errors import ConfigError, DegenerateInputError
-from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.driver import Experiment, collect_experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import load_network, network_unit
 from layer_sim.models import LENET5_LAYER_TYPES, LeNet5Spec
 from layer_sim.representations import OUTPUT, cca_rows_needed, extract, with_layout
@@ -530,8 +529,7 @@ def pruning_study(
     device = resolve_device("pruning_study", device)
     run_experiment(PRUNING_STUDY, spec, store, executor, command=command, device=str(device or "cpu"),
                    data_dir=data_dir, cache_dir=cache_dir, retries=retries, progress=progress, log=log)  # fmt: skip
-    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
-        result = collect(s, spec)
+    result = collect_experiment(PRUNING_STUDY, spec, store)
     if log is not None:
         for r in result.networks:
             how = "reused" if r.reused else f"trained in {r.train_seconds:.0f} s"

@@ -20,7 +20,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from layer_sim import settings
 from layer_sim._options import Int, check, strict_signature
 from layer_sim.analysis import LayerIdentification, SimilarityMatrix
 from layer_sim.errors import ConfigError, DataError
-from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.driver import Experiment, collect_experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import ensemble_unit, load_network, network_unit
 from layer_sim.runs import Executor, Unit, UnitContext, UnitResult, unit_kind
 from layer_sim.store import Store
@@ -558,5 +557,4 @@ def sanity_check(
     device = resolve_device("sanity_check", device)
     run_experiment(SANITY_CHECK, spec, store, executor, command=command, device=str(device or "cpu"),
                    data_dir=data_dir, cache_dir=cache_dir, progress=progress, log=log)
-    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
-        return collect(s, spec)
+    return collect_experiment(SANITY_CHECK, spec, store)

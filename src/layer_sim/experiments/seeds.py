@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from layer_sim._options import Int, Real, check, strict_signature
 from layer_sim.errors import ConfigError
-from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.driver import Experiment, collect_experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import network_unit
 from layer_sim.runs import Executor, Unit
 from layer_sim.store import Store
@@ -180,8 +179,7 @@ def train_seeds(
     device = resolve_device("train_seeds", device)
     run_experiment(SEEDS, experiment_spec, store, executor, command=command, device=str(device or "cpu"),
                    data_dir=data_dir, cache_dir=cache_dir, progress=progress, log=log)
-    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
-        return collect(s, experiment_spec)
+    return collect_experiment(SEEDS, experiment_spec, store)
 
 
 def _finite(x):

@@ -41,7 +41,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,7 @@ from layer_sim._options import Ascending, Choice, Int, Maybe, Real, check, stric
 from layer_sim.analysis import LayerIdentification
 from layer_sim.data.tasks import TaskSpec
 from layer_sim.errors import ConfigError, InputError
-from layer_sim.experiments.driver import Experiment, done_runs, register_experiment, run_experiment
+from layer_sim.experiments.driver import Experiment, collect_experiment, done_runs, register_experiment, run_experiment
 from layer_sim.experiments.networks import ensemble_unit, load_network, network_unit
 from layer_sim.experiments.pruning import study_recipe
 from layer_sim.experiments.sanity import (
@@ -743,5 +742,4 @@ def run_table2_study(
     device = resolve_device("run_table2_study", device)
     run_experiment(TABLE2_STUDY, spec, store, executor, command=command, device=str(device or "cpu"),
                    data_dir=data_dir, cache_dir=cache_dir, progress=progress, log=log)
-    with nullcontext(store) if isinstance(store, Store) else Store(store) as s:
-        return collect(s, spec)
+    return collect_experiment(TABLE2_STUDY, spec, store)
